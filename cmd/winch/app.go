@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/lmittmann/tint"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/term"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schema"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// Stdio are the streams a command reads and writes.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// CLI is the command tree.
+type CLI struct {
+	Globals
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+
+	Dev      DevCmd      `cmd:"" help:"Run everything on one machine: an embedded NATS JetStream server and a worker."`
+	Broker   BrokerCmd   `cmd:"" help:"Run the embedded NATS server alone, from a nats.conf."`
+	Worker   WorkerCmd   `cmd:"" help:"Run a worker: take jobs from queues and run them."`
+	Run      RunCmd      `cmd:"" help:"Run a command and follow it; exits with the command's exit code."`
+	Logs     LogsCmd     `cmd:"" help:"Replay (or follow, with -f) every event of a job."`
+	Status   StatusCmd   `cmd:"" help:"Show a job's state, worker, attempt, times and exit code."`
+	Ps       PsCmd       `cmd:"" help:"List queued and running jobs."`
+	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: a queued one never starts, a running one is stopped."`
+	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	NatsURL   string `name:"nats-url" env:"WINCH_NATS_URL" default:"${default_nats_url}" help:"NATS server to use (dev and broker listen on it)."`
+	Principal string `env:"WINCH_PRINCIPAL" help:"Who you are, for requests and the audit (default: your user name)."`
+	Output    string `short:"o" env:"WINCH_OUTPUT" enum:"text,json" default:"text" help:"Output format of commands that print: text or json (events as JSON lines)."`
+	LogLevel  string `env:"WINCH_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level (${enum})."`
+	LogFormat string `env:"WINCH_LOG_FORMAT" enum:"auto,text,json" default:"auto" help:"Log format: text on a terminal and json otherwise when auto (${enum})."`
+
+	stdio Stdio
+}
+
+// Exit codes of winch itself; `winch run` otherwise exits with the
+// command's own code. See the README.
+const (
+	exitUsage       = 64  // bad flags, unknown command, invalid parameters
+	exitUnavailable = 69  // NATS cannot be reached, or has no winch streams
+	exitInternal    = 70  // any other error of winch's
+	exitDead        = 121 // the request ran out of deliveries
+	exitNotStarted  = 122 // the command could not be started
+	exitTimedOut    = 124
+	exitRejected    = 125
+	exitWorkerLost  = 126
+	exitCancelled   = 130
+)
+
+// ExitError ends the program with Code, printing Err if it is not nil.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func usageError(format string, args ...any) error {
+	return &ExitError{Code: exitUsage, Err: fmt.Errorf(format, args...)}
+}
+
+// exitCode prints err, if any, and says what the process exits with.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var exit *ExitError
+	if errors.As(err, &exit) {
+		if exit.Err != nil {
+			fmt.Fprintln(stderr, "winch:", exit.Err)
+		}
+		return exit.Code
+	}
+	fmt.Fprintln(stderr, "winch:", err)
+	switch {
+	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology):
+		return exitUnavailable
+	case errors.Is(err, context.Canceled):
+		return exitCancelled
+	}
+	return exitInternal
+}
+
+// exitPanic carries kong's request to exit (after --help, --version or a
+// parse error) out of the parser without ending the process.
+type exitPanic int
+
+// Run parses args and runs the command they name.
+func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
+	var cli CLI
+	cli.stdio = stdio
+	parser, err := kong.New(&cli,
+		kong.Name("winch"),
+		kong.Description("A message-queue driven job runner: commands run by workers in containers, every event audited."),
+		kong.Writers(stdio.Out, stdio.Err),
+		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL},
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+	)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			code, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			if code != 0 {
+				err = &ExitError{Code: exitUsage}
+			}
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%w (see winch --help)", err)}
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	return kctx.Run(&cli.Globals)
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
+
+// logger writes logs to w: tint on a terminal, JSON otherwise, unless the
+// format is set.
+func (g *Globals) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(g.LogLevel))
+	format := g.LogFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// clientLogger is for client commands, whose stdout is their output.
+func (g *Globals) clientLogger() *slog.Logger { return g.logger(g.stdio.Err) }
+
+// serviceLogger is for long-running services, which log to stdout as an
+// event stream.
+func (g *Globals) serviceLogger() *slog.Logger { return g.logger(g.stdio.Out) }
+
+// client connects to NATS and binds a producer, failing fast: a CLI command
+// should say at once that nothing is there.
+func (g *Globals) client(ctx context.Context) (*producer.Client, *nats.Conn, error) {
+	log := g.clientLogger()
+	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-cli", Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := producer.New(ctx, nc, log)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return c, nc, nil
+}
+
+var principalUnsafe = regexp.MustCompile(`[^A-Za-z0-9_@-]+`)
+
+// principal is who the request is from: WINCH_PRINCIPAL, else the OS user.
+func (g *Globals) principal() (string, error) {
+	p := g.Principal
+	if p == "" {
+		if u, err := user.Current(); err == nil {
+			p = principalUnsafe.ReplaceAllString(u.Username, "_")
+		}
+	}
+	if !schema.ValidPrincipal(p) {
+		return "", usageError("principal %q is not valid: set WINCH_PRINCIPAL to letters, digits, '-', '_' or '@'", p)
+	}
+	return p, nil
+}
+
+// catalog is the set of commands the client validates against.
+func (g *Globals) catalog() (*modules.Catalog, error) {
+	return modules.NewCatalog(modules.Core())
+}
+
+func (g *Globals) jsonOutput() bool { return g.Output == "json" }
+
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}

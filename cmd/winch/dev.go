@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/winchhq/winch/broker"
+)
+
+// DevCmd is `winch dev`: the embedded broker and a worker in one process.
+type DevCmd struct {
+	DataDir string `env:"WINCH_DATA_DIR" help:"Where JetStream keeps its files (default: winch under your cache dir)."`
+	WorkerFlags
+}
+
+// Run serves until SIGTERM or SIGINT, then drains the worker and stops the
+// server.
+func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
+	began := time.Now()
+	log := g.serviceLogger()
+	dir, err := dataDir(c.DataDir)
+	if err != nil {
+		return err
+	}
+	if !broker.IsLoopback(g.NatsURL) {
+		log.Warn("winch dev is listening beyond this machine, without authentication", "url", g.NatsURL)
+	}
+	srv, err := broker.NewServer(broker.ServerConfig{ListenURL: g.NatsURL, DataDir: dir, Name: "winch-dev", Logger: log})
+	if err != nil {
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("%w (WINCH_NATS_URL=%s)", err, g.NatsURL)
+	}
+	defer srv.Stop()
+	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: srv.ClientURL(), Name: "winch-dev", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := c.startWorker(ctx, g, nc, log)
+	if err != nil {
+		return err
+	}
+	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", c.Executor,
+		"startup", time.Since(began).Round(time.Millisecond))
+	<-ctx.Done()
+	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout)
+	return w.Stop(context.Background())
+}
+
+func dataDir(dir string) (string, error) {
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no data dir: set WINCH_DATA_DIR (%w)", err)
+		}
+		dir = filepath.Join(cache, "winch")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	return dir, nil
+}

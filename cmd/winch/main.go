@@ -1,0 +1,18 @@
+// Command winch is the one binary of winch: the services (dev, broker,
+// worker) and the client commands (run, logs, status, ps, cancel, commands).
+// This package only wires kong commands to winch's packages.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Run(ctx, os.Args[1:], Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}

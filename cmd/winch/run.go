@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schema"
+)
+
+// RunCmd is `winch run MODULE.COMMAND [--param value ...]`.
+type RunCmd struct {
+	Detach         bool          `short:"d" help:"Print the job id and return at once, without following."`
+	Queue          string        `env:"WINCH_QUEUE" default:"default" help:"Queue to send the request to."`
+	Timeout        time.Duration `help:"Stop the command after this long (the command's own timeout applies too)."`
+	ID             string        `help:"Job id to use (default: a new one)."`
+	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
+	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+
+	Args []string `arg:"" passthrough:"" name:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
+}
+
+// Run validates, publishes and, unless detached, follows the run, and exits
+// with the command's exit code.
+func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
+	catalog, err := g.catalog()
+	if err != nil {
+		return err
+	}
+	cmd, err := catalog.Lookup(c.Args[0])
+	if err != nil {
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	raw, help, err := parseParams(cmd.Spec, c.Args[1:])
+	if err != nil {
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%s: %w (winch run %s --help)", cmd.Name, err, cmd.Name)}
+	}
+	if help {
+		return printCommandHelp(g.stdio.Out, cmd)
+	}
+	params, err := cmd.Spec.ValidateParams(raw)
+	if err != nil {
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("invalid parameters for %s: %w (winch run %s --help)", cmd.Name, err, cmd.Name)}
+	}
+	principal, err := g.principal()
+	if err != nil {
+		return err
+	}
+	client, nc, err := g.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	sub, err := client.Submit(ctx, schema.Request{
+		ID: c.ID, Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
+		IdempotencyKey: c.IdempotencyKey, Timeout: schema.Duration(c.Timeout),
+	})
+	if err != nil {
+		var reqErr *schema.RequestError
+		if errors.As(err, &reqErr) {
+			return &ExitError{Code: exitUsage, Err: err}
+		}
+		return err
+	}
+	id := sub.Request.ID
+	if sub.Duplicate {
+		g.clientLogger().Info("a request with this id was already queued; following that job", "job", id)
+	}
+	if c.Detach {
+		if g.jsonOutput() {
+			return json.NewEncoder(g.stdio.Out).Encode(map[string]any{"id": id, "duplicate": sub.Duplicate})
+		}
+		_, err := fmt.Fprintln(g.stdio.Out, id)
+		return err
+	}
+	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+}
+
+// follow streams the job's events until it ends and turns its end into the
+// exit code.
+func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue string, notice time.Duration) error {
+	accepted := make(chan struct{})
+	noticeCtx, stopNotice := context.WithCancel(ctx)
+	var noticing sync.WaitGroup
+	defer func() { stopNotice(); noticing.Wait() }()
+	if notice > 0 {
+		noticing.Go(func() { explainWait(noticeCtx, g, client, id, queue, notice, accepted) })
+	}
+	once := false
+	render := newEventRenderer(g, false)
+	last, err := client.Follow(ctx, id, producer.UntilDone, func(ev schema.Event) error {
+		if !once && ev.Kind != schema.KindReleased {
+			once = true
+			close(accepted)
+		}
+		return render(ev)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(g.stdio.Err, "winch: stopped following; job %s goes on (winch logs -f %s, winch cancel %s)\n", id, id, id)
+			return &ExitError{Code: exitCancelled}
+		}
+		return err
+	}
+	return exitFor(last)
+}
+
+// explainWait tells the user, once after a while and then now and then, why
+// nothing has happened yet.
+func explainWait(ctx context.Context, g *Globals, client *producer.Client, id, queue string, first time.Duration, accepted <-chan struct{}) {
+	wait := first
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-accepted:
+			return
+		case <-time.After(wait):
+		}
+		wait = 30 * time.Second
+		qs, err := client.Queue(ctx, queue)
+		if err != nil {
+			continue
+		}
+		var why string
+		switch {
+		case !qs.Exists:
+			why = fmt.Sprintf("no worker has ever served queue %q: start one with `winch worker --queues %s`", queue, queue)
+		case qs.IdleWorkers == 0:
+			why = fmt.Sprintf("no idle worker on queue %q (%d waiting, %d running)", queue, qs.Pending, qs.InFlight)
+		default:
+			why = fmt.Sprintf("%d waiting and %d running on queue %q", qs.Pending, qs.InFlight, queue)
+		}
+		fmt.Fprintf(g.stdio.Err, "winch: job %s is queued: %s\n", id, why)
+	}
+}
+
+// exitFor maps the event that ended a job to `winch run`'s exit code.
+func exitFor(ev schema.Event) error {
+	switch ev.State {
+	case schema.StateSucceeded:
+		return nil
+	case schema.StateCancelled:
+		return &ExitError{Code: exitCancelled, Err: fmt.Errorf("job %s %s", ev.JobID, ev.Error)}
+	case schema.StateTimedOut:
+		return &ExitError{Code: exitTimedOut, Err: fmt.Errorf("job %s %s", ev.JobID, ev.Error)}
+	case schema.StateRejected:
+		return &ExitError{Code: exitRejected, Err: fmt.Errorf("job %s rejected: %s", ev.JobID, ev.Error)}
+	case schema.StateDead:
+		return &ExitError{Code: exitDead, Err: fmt.Errorf("job %s is dead: %s", ev.JobID, ev.Error)}
+	case schema.StateFailed:
+		switch {
+		case ev.Reason == schema.ReasonWorkerLost:
+			return &ExitError{Code: exitWorkerLost, Err: fmt.Errorf("job %s failed: %s", ev.JobID, ev.Error)}
+		case ev.ExitCode != nil && ev.Error != "":
+			return &ExitError{Code: *ev.ExitCode, Err: fmt.Errorf("job %s failed: %s", ev.JobID, ev.Error)}
+		case ev.ExitCode != nil:
+			return &ExitError{Code: *ev.ExitCode}
+		}
+		return &ExitError{Code: exitNotStarted, Err: fmt.Errorf("job %s failed: %s", ev.JobID, ev.Error)}
+	}
+	return &ExitError{Code: exitInternal, Err: fmt.Errorf("job %s ended in unknown state %q", ev.JobID, ev.State)}
+}
+
+// parseParams reads `--name value`, `--name=value`, `--flag` and `--no-flag`
+// against the command's parameters. Dashes in names stand for underscores.
+func parseParams(spec schema.CommandSpec, args []string) (map[string]any, bool, error) {
+	out := map[string]any{}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--help" || arg == "-h" {
+			return nil, true, nil
+		}
+		name, ok := strings.CutPrefix(arg, "--")
+		if !ok || name == "" {
+			return nil, false, fmt.Errorf("unexpected argument %q: parameters are given as --name value", arg)
+		}
+		name, value, hasValue := strings.Cut(name, "=")
+		name = strings.ReplaceAll(name, "-", "_")
+		p, known := spec.Params[name]
+		if !known {
+			if neg, isNeg := strings.CutPrefix(name, "no_"); isNeg && !hasValue && spec.Params[neg].Type == schema.TypeBool {
+				out[neg] = false
+				continue
+			}
+			return nil, false, fmt.Errorf("unknown parameter --%s; %s", strings.ReplaceAll(name, "_", "-"), paramList(spec))
+		}
+		if !hasValue {
+			if p.Type == schema.TypeBool && (i+1 == len(args) || strings.HasPrefix(args[i+1], "--")) {
+				out[name] = true
+				continue
+			}
+			if i+1 == len(args) {
+				return nil, false, fmt.Errorf("--%s needs a value", name)
+			}
+			i++
+			value = args[i]
+		}
+		v, err := p.ParseParam(value)
+		if err != nil {
+			return nil, false, fmt.Errorf("--%s: %w", name, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, false, fmt.Errorf("--%s is given twice", name)
+		}
+		out[name] = v
+	}
+	return out, false, nil
+}
+
+func paramList(spec schema.CommandSpec) string {
+	if len(spec.Params) == 0 {
+		return "this command takes no parameters"
+	}
+	names := spec.ParamNames()
+	for i, n := range names {
+		names[i] = "--" + n
+	}
+	return "it takes " + strings.Join(names, ", ")
+}
+
+// paramLines renders a command's parameters for help, one a line.
+func paramLines(cmd modules.Command) []string {
+	var lines []string
+	names := cmd.Spec.ParamNames()
+	sort.Strings(names)
+	for _, n := range names {
+		p := cmd.Spec.Params[n]
+		kind := string(p.Type)
+		if p.Type == schema.TypeEnum {
+			kind = strings.Join(p.Values, "|")
+		}
+		var notes []string
+		if p.Required {
+			notes = append(notes, "required")
+		}
+		if p.Default != nil {
+			notes = append(notes, fmt.Sprintf("default %v", p.Default))
+		}
+		if p.Secret {
+			notes = append(notes, "secret")
+		}
+		if p.Pattern != "" {
+			notes = append(notes, "matching "+p.Pattern)
+		}
+		if p.Min != nil {
+			notes = append(notes, fmt.Sprintf("min %v", *p.Min))
+		}
+		if p.Max != nil {
+			notes = append(notes, fmt.Sprintf("max %v", *p.Max))
+		}
+		line := fmt.Sprintf("--%s %s", strings.ReplaceAll(n, "_", "-"), kind)
+		help := p.Help
+		if len(notes) > 0 {
+			help = strings.TrimSpace(help + " (" + strings.Join(notes, ", ") + ")")
+		}
+		lines = append(lines, fmt.Sprintf("%-24s %s", line, help))
+	}
+	return lines
+}

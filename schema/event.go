@@ -1,0 +1,92 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind says what an event reports.
+type Kind string
+
+// Event kinds, in the order a run emits them. rejected and finished end a
+// job; released hands it back to the queue for another attempt.
+const (
+	KindAccepted Kind = "accepted" // a worker claimed the job; carries the request
+	KindRejected Kind = "rejected" // the request can never run; Error says why
+	KindStarted  Kind = "started"  // the command started; carries executor and image
+	KindLog      Kind = "log"      // one or more lines of output on Stream
+	KindReleased Kind = "released" // the worker handed the job back (draining)
+	KindFinished Kind = "finished" // the job ended in State
+)
+
+// Stream names the output stream of a log event.
+type Stream string
+
+// Output streams.
+const (
+	Stdout Stream = "stdout"
+	Stderr Stream = "stderr"
+)
+
+// Reasons refine a failed state for machines.
+const (
+	ReasonWorkerLost = "worker_lost" // the worker died while the command ran
+	ReasonOOMKilled  = "oom_killed"  // the command exceeded its memory limit
+	ReasonDead       = "max_deliveries"
+)
+
+// Event is one thing that happened to a job, published on
+// winch.events.<job>.<kind>. Events of a job are ordered by (Attempt, Seq);
+// (JobID, Attempt, Seq) identifies an event, and is its Nats-Msg-Id, so a
+// re-published event is dropped by the stream and collapsed by the audit.
+type Event struct {
+	JobID   string    `json:"job_id"`
+	Attempt int       `json:"attempt"`
+	Seq     int       `json:"seq"`
+	Time    time.Time `json:"time"`
+	Kind    Kind      `json:"kind"`
+	// State is the job's state after this event, when the event changed it.
+	State State `json:"state,omitempty"`
+	// Stream and Data carry output, on log events.
+	Stream Stream `json:"stream,omitempty"`
+	Data   string `json:"data,omitempty"`
+	// ExitCode is the command's exit code, on finished events of commands
+	// that exited.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Worker   string `json:"worker,omitempty"`
+
+	// The request, on accepted, rejected and finished events, so that each
+	// of them describes the job on its own (parameters marked secret masked).
+	Command   string         `json:"command,omitempty"`
+	Principal string         `json:"principal,omitempty"`
+	Queue     string         `json:"queue,omitempty"`
+	Params    map[string]any `json:"params,omitempty"`
+
+	// Where it ran, on started events.
+	Executor string `json:"executor,omitempty"`
+	Image    string `json:"image,omitempty"`
+}
+
+// MsgID is the event's Nats-Msg-Id.
+func (e Event) MsgID() string { return fmt.Sprintf("%s.%d.%d", e.JobID, e.Attempt, e.Seq) }
+
+// Terminal reports whether the event ends its job.
+func (e Event) Terminal() bool { return e.Kind == KindFinished || e.Kind == KindRejected }
+
+// DecodeEvent decodes an event, rejecting unknown fields.
+func DecodeEvent(data []byte) (Event, error) {
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %s", describeJSONError(err))
+	}
+	if !ValidJobID(e.JobID) || e.Kind == "" {
+		return Event{}, fmt.Errorf("decode event: job_id %q or kind %q is missing or invalid", e.JobID, e.Kind)
+	}
+	return e, nil
+}

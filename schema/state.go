@@ -1,0 +1,98 @@
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// State is where a job is in its life.
+type State string
+
+// Job states. The last six are terminal: a job never leaves them.
+const (
+	StateQueued    State = "queued"
+	StateRunning   State = "running"
+	StateSucceeded State = "succeeded"
+	StateFailed    State = "failed"
+	StateCancelled State = "cancelled"
+	StateTimedOut  State = "timed_out"
+	StateRejected  State = "rejected"
+	StateDead      State = "dead"
+)
+
+// Terminal reports whether a job in state s is over.
+func (s State) Terminal() bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateCancelled, StateTimedOut, StateRejected, StateDead:
+		return true
+	}
+	return false
+}
+
+// JobState is the latest state of a job, kept in the WINCH_JOBS_STATE bucket
+// under the job's ID. Writers update it with compare-and-set on the entry's
+// revision, so that one job is claimed by one worker at a time.
+type JobState struct {
+	JobID     string `json:"job_id"`
+	State     State  `json:"state"`
+	Command   string `json:"command,omitempty"`
+	Principal string `json:"principal,omitempty"`
+	Queue     string `json:"queue,omitempty"`
+
+	// Worker holds the job while it is running; HeartbeatAt is refreshed by
+	// it, and a running job whose heartbeat is older than the lease has lost
+	// its worker.
+	Worker      string    `json:"worker,omitempty"`
+	Attempt     int       `json:"attempt"`
+	Retry       bool      `json:"retry,omitempty"`
+	Executor    string    `json:"executor,omitempty"`
+	HeartbeatAt time.Time `json:"heartbeat_at,omitzero"`
+
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+
+	// CancelRequested asks the worker running the job to stop it.
+	CancelRequested bool   `json:"cancel_requested,omitempty"`
+	CancelledBy     string `json:"cancelled_by,omitempty"`
+
+	// FinalSeq is the seq of the event that ended the job, so that a worker
+	// that finds the job over can publish that event again, identically.
+	FinalSeq int `json:"final_seq,omitempty"`
+}
+
+// DecodeJobState decodes a state bucket entry.
+func DecodeJobState(data []byte) (JobState, error) {
+	var s JobState
+	if err := json.Unmarshal(data, &s); err != nil {
+		return JobState{}, fmt.Errorf("decode job state: %w", err)
+	}
+	return s, nil
+}
+
+// Encode returns the JSON form stored in the state bucket.
+func (s JobState) Encode() []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("schema: encode job state: %v", err)) // only plain fields: cannot fail
+	}
+	return b
+}
+
+// FinalEvent is the event that ended the job, rebuilt from its state.
+func (s JobState) FinalEvent() Event {
+	kind := KindFinished
+	if s.State == StateRejected {
+		kind = KindRejected
+	}
+	return Event{
+		JobID: s.JobID, Attempt: s.Attempt, Seq: s.FinalSeq, Time: s.FinishedAt,
+		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
+		Worker: s.Worker, Command: s.Command, Principal: s.Principal, Queue: s.Queue,
+	}
+}

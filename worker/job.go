@@ -1,0 +1,60 @@
+// Package worker consumes requests from a queue, claims each job in the state
+// bucket, runs it through an executor and emits its events. Executors live
+// in subpackages (worker/process, worker/docker).
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/winchhq/winch/schema"
+)
+
+// Executor runs one job's command. Run returns when the command has ended;
+// when ctx is cancelled it stops the command (a grace period, then a kill)
+// and returns. An error means the command could not be run at all.
+type Executor interface {
+	Name() string
+	Run(ctx context.Context, job *Job) (Outcome, error)
+}
+
+// Job is what an executor needs to run one attempt of a command.
+type Job struct {
+	ID      string
+	Attempt int
+	Command string // module.command
+	Spec    schema.CommandSpec
+	Image   string
+	// Params are validated and normalized; Env carries them, and the job's
+	// identity, as WINCH_* variables. Executors write Params to a JSON file
+	// named by WINCH_PARAMS_FILE.
+	Params map[string]any
+	Env    []string
+	// Stdout and Stderr receive the command's output; they are safe for
+	// concurrent use.
+	Stdout, Stderr io.Writer
+	// Started is called once, when the command is running.
+	Started func(StartInfo)
+}
+
+// StartInfo says where a command runs.
+type StartInfo struct {
+	Executor string
+	Image    string // with its digest, for containers
+	PID      int
+}
+
+// Outcome is how a command ended.
+type Outcome struct {
+	ExitCode int
+	Reason   string // schema.ReasonOOMKilled, or empty
+}
+
+// Why a running job's context was cancelled.
+var (
+	errCancelled = errors.New("cancelled")
+	errTimedOut  = errors.New("timed out")
+	errDraining  = errors.New("worker draining")
+	errClaimLost = errors.New("another worker took the job over")
+)

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 
 	"github.com/winchhq/winch/schema"
 )
@@ -52,7 +55,7 @@ func (e *ManifestError) Error() string {
 func ParseManifest(file string, data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := yaml.UnmarshalWithOptions(data, &m, yaml.DisallowUnknownField()); err != nil {
-		return nil, decodeError(file, err)
+		return nil, decodeError(file, data, err)
 	}
 	var errs []error
 	fail := func(path, field, msg string) {
@@ -95,7 +98,7 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 
 // decodeError turns the YAML library's error into a ManifestError with a
 // line number and without the library's ANSI source excerpt.
-func decodeError(file string, err error) error {
+func decodeError(file string, data []byte, err error) error {
 	msg := yaml.FormatError(err, false, false)
 	line := 0
 	// FormatError gives "[line:col] message".
@@ -103,8 +106,30 @@ func decodeError(file string, err error) error {
 		if i := strings.Index(msg, "] "); i >= 0 {
 			msg = msg[i+2:]
 		}
+	} else {
+		// Errors from our own value types (durations, sizes) carry no
+		// position, but quote the value: find the line that holds it.
+		line = lineOfQuotedValue(data, msg)
 	}
 	return &ManifestError{File: file, Line: line, Msg: strings.TrimSpace(msg)}
+}
+
+func lineOfQuotedValue(data []byte, msg string) int {
+	i := strings.IndexByte(msg, '"')
+	if i < 0 {
+		return 0
+	}
+	value, err := strconv.QuotedPrefix(msg[i:])
+	if err != nil {
+		return 0
+	}
+	value, _ = strconv.Unquote(value)
+	for _, tk := range lexer.Tokenize(string(data)) {
+		if tk.Value == value && tk.Type != token.MappingKeyType {
+			return tk.Position.Line
+		}
+	}
+	return 0
 }
 
 // lineOf finds the line of the YAML node at path, or of its nearest parent

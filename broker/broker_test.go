@@ -1,0 +1,137 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func connect(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := broker.Connect(t.Context(), broker.ConnectConfig{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := testenv.StartNATS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	js := connect(t, url)
+	ctx := t.Context()
+	topo := broker.Topology{AckWait: 2 * time.Second}
+	for range 2 {
+		if err := broker.Ensure(ctx, js, topo); err != nil {
+			t.Fatalf("Ensure: %v", err)
+		}
+		if _, err := broker.EnsureQueue(ctx, js, "default", topo); err != nil {
+			t.Fatalf("EnsureQueue: %v", err)
+		}
+	}
+	info, err := js.Stream(ctx, broker.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := info.CachedInfo().Config; cfg.Retention != jetstream.WorkQueuePolicy || cfg.Storage != jetstream.FileStorage {
+		t.Fatalf("jobs stream is %v/%v, want work queue on file", cfg.Retention, cfg.Storage)
+	}
+	cons, err := js.Consumer(ctx, broker.JobsStream, broker.ConsumerName("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := cons.CachedInfo().Config
+	if ci.AckWait != 2*time.Second || ci.MaxDeliver != 5 || len(ci.BackOff) != 5 || ci.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Fatalf("consumer config %+v", ci)
+	}
+
+	// A request acknowledged by the server is still there after a restart
+	// on the same directory.
+	if _, err := js.Publish(ctx, broker.JobSubject("default", "alice"), []byte("x"), jetstream.WithMsgID("m1")); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, broker.JobSubject("default", "alice"), []byte("x"), jetstream.WithMsgID("m1"))
+	if err != nil || !ack.Duplicate {
+		t.Fatalf("second publish with the same id: duplicate=%v err=%v", ack != nil && ack.Duplicate, err)
+	}
+	srv.Stop()
+	srv2, err := broker.NewServer(broker.ServerConfig{ListenURL: url, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Stop()
+	js2 := connect(t, srv2.ClientURL())
+	s, err := js2.Stream(ctx, broker.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("after restart the jobs stream holds %d requests, want 1", n)
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		subject, principal string
+		ok                 bool
+	}{
+		{broker.JobSubject("default", "alice"), "alice", true},
+		{"winch.jobs.default", "", false},
+		{"winch.jobs.default.a.b", "", false},
+		{"winch.events.j.log", "", false},
+	} {
+		p, ok := broker.PrincipalOf(tt.subject)
+		if p != tt.principal || ok != tt.ok {
+			t.Errorf("PrincipalOf(%q) = %q, %v", tt.subject, p, ok)
+		}
+	}
+}
+
+func TestConnectFailsFastWithAHint(t *testing.T) {
+	t.Parallel()
+	_, err := broker.Connect(context.Background(), broker.ConnectConfig{URL: "nats://127.0.0.1:1"})
+	if !errors.Is(err, broker.ErrUnreachable) {
+		t.Fatalf("Connect to a closed port: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = broker.Connect(ctx, broker.ConnectConfig{URL: "nats://127.0.0.1:1", Wait: true})
+	if !errors.Is(err, broker.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting Connect after its deadline: %v", err)
+	}
+}
+
+func TestServerNeedsADataDir(t *testing.T) {
+	t.Parallel()
+	if _, err := broker.NewServer(broker.ServerConfig{}); err == nil {
+		t.Fatal("a server without a data dir was accepted")
+	}
+	if _, err := broker.NewServer(broker.ServerConfig{ListenURL: "http://x", DataDir: os.TempDir()}); err == nil {
+		t.Fatal("a non-nats listen URL was accepted")
+	}
+}

@@ -1,0 +1,83 @@
+package schema_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/winchhq/winch/schema"
+)
+
+// FuzzDecodeRequest: any bytes either decode to a request that passes
+// validation and survives a round trip, or give a *RequestError; never a
+// panic.
+func FuzzDecodeRequest(f *testing.F) {
+	good, _ := json.Marshal(validRequest())
+	f.Add(good)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"version":1,"id":"a","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","params":{"n":1e999}}`))
+	f.Add([]byte("\x00\xff"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := schema.DecodeRequest(data)
+		if err != nil {
+			var reqErr *schema.RequestError
+			if !errors.As(err, &reqErr) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if err := req.Validate(); err != nil {
+			t.Fatalf("decoded request does not validate: %v", err)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if _, err := schema.DecodeRequest(again); err != nil {
+			t.Fatalf("round trip: %v\n%s", err, again)
+		}
+	})
+}
+
+// FuzzValidateParams: parameters from any JSON object are either accepted,
+// normalized to the declared Go types, or rejected with a ValidationError.
+func FuzzValidateParams(f *testing.F) {
+	f.Add(`{"name":"main","level":3,"tables":["a"]}`)
+	f.Add(`{"name":1,"level":1e400}`)
+	f.Add(`{"ratio":-0,"format":"sql","compress":null}`)
+	f.Fuzz(func(t *testing.T, params string) {
+		var raw map[string]any
+		if json.Unmarshal([]byte(params), &raw) != nil {
+			return
+		}
+		got, err := backup.ValidateParams(raw)
+		if err != nil {
+			var v *schema.ValidationError
+			if !errors.As(err, &v) || len(v.Problems) == 0 {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		for name, v := range got {
+			ok := false
+			switch backup.Params[name].Type {
+			case schema.TypeString, schema.TypeEnum:
+				_, ok = v.(string)
+			case schema.TypeInt:
+				_, ok = v.(int64)
+			case schema.TypeFloat:
+				_, ok = v.(float64)
+			case schema.TypeBool:
+				_, ok = v.(bool)
+			case schema.TypeList:
+				_, ok = v.([]string)
+			}
+			if !ok {
+				t.Fatalf("param %s normalized to %T", name, v)
+			}
+		}
+		if _, ok := got["name"]; !ok {
+			t.Fatal("required param missing from accepted params")
+		}
+	})
+}

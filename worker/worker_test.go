@@ -1,0 +1,480 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schema"
+	"github.com/winchhq/winch/worker"
+)
+
+func TestRunSucceedsWithOutput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWorker(worker.Config{})
+	id := e.submit("core.echo", map[string]any{"text": "hello"})
+	events := e.follow(id)
+
+	if got := kinds(events); got != "accepted(running) started log finished(succeeded)" {
+		t.Fatalf("events: %s", got)
+	}
+	for i, ev := range events {
+		if ev.Seq != i+1 || ev.Attempt != 1 || ev.Worker != w.ID() || ev.JobID != id {
+			t.Errorf("event %d: seq %d attempt %d worker %q job %q", i, ev.Seq, ev.Attempt, ev.Worker, ev.JobID)
+		}
+	}
+	acc := events[0]
+	if acc.Command != "core.echo" || acc.Principal != "tester" || acc.Queue != e.queue || acc.Params["text"] != "hello" {
+		t.Errorf("accepted event does not describe the request: %+v", acc)
+	}
+	if events[1].Executor != "process" {
+		t.Errorf("started event executor %q", events[1].Executor)
+	}
+	if out := output(events, schema.Stdout); out != "hello\n" {
+		t.Errorf("stdout %q", out)
+	}
+	end := last(events)
+	if end.ExitCode == nil || *end.ExitCode != 0 {
+		t.Errorf("exit code %v", end.ExitCode)
+	}
+	st := e.status(id)
+	if st.State != schema.StateSucceeded || st.Worker != w.ID() || st.Attempt != 1 ||
+		st.StartedAt.IsZero() || st.FinishedAt.Before(st.StartedAt) || st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Errorf("state %+v", st)
+	}
+	if n := e.pending(); n != 0 {
+		t.Errorf("%d requests left in the stream after the job ended", n)
+	}
+}
+
+func TestExitCodePropagates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{Concurrency: 4})
+	for _, code := range []int64{0, 1, 3, 255} {
+		id := e.submit("core.exit", map[string]any{"code": code})
+		end := last(e.follow(id))
+		want := schema.StateFailed
+		if code == 0 {
+			want = schema.StateSucceeded
+		}
+		if end.State != want || end.ExitCode == nil || int64(*end.ExitCode) != code {
+			t.Errorf("exit %d: ended %s with code %v", code, end.State, end.ExitCode)
+		}
+	}
+}
+
+func TestStdoutAndStderrKeptApart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	events := e.follow(e.submit("test.interleave", nil))
+	if out, errOut := output(events, schema.Stdout), output(events, schema.Stderr); out != "a\nc\n" || errOut != "b\nd\n" {
+		t.Fatalf("stdout %q, stderr %q", out, errOut)
+	}
+	events = e.follow(e.submit("core.echo", map[string]any{"text": "to out", "stderr": "to err"}))
+	if out, errOut := output(events, schema.Stdout), output(events, schema.Stderr); out != "to out\n" || errOut != "to err\n" {
+		t.Fatalf("stdout %q, stderr %q", out, errOut)
+	}
+}
+
+func TestChattyOutputIsBatchedAndComplete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	const lines = 50000
+	events := e.follow(e.submit("core.seq", map[string]any{"count": lines}))
+	var want strings.Builder
+	for i := 1; i <= lines; i++ {
+		want.WriteString(strconv.Itoa(i) + "\n")
+	}
+	if got := output(events, schema.Stdout); got != want.String() {
+		t.Fatalf("output differs: got %d bytes, want %d", len(got), want.Len())
+	}
+	logEvents := 0
+	for _, ev := range events {
+		if ev.Kind == schema.KindLog {
+			logEvents++
+			if !strings.HasSuffix(ev.Data, "\n") {
+				t.Errorf("log event %d splits a line: ends %q", ev.Seq, ev.Data[max(0, len(ev.Data)-10):])
+			}
+		}
+	}
+	if logEvents > lines/100 {
+		t.Fatalf("%d lines became %d log events: not batched", lines, logEvents)
+	}
+	t.Logf("%d lines in %d log events", lines, logEvents)
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestSecretParamsNeverReachEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	const secret = "s3cret-Value-42"
+	id := e.submit("core.env", map[string]any{"token": secret, "name": "bob"})
+	events := e.follow(id)
+	if last(events).State != schema.StateSucceeded {
+		t.Fatalf("job ended %s", last(events).State)
+	}
+	out := output(events, schema.Stdout)
+	if !strings.Contains(out, "WINCH_PARAM_NAME=bob") || !strings.Contains(out, "WINCH_PARAM_TOKEN=***") {
+		t.Fatalf("output does not show the masked environment:\n%s", out)
+	}
+	if events[0].Params["token"] != schema.Masked {
+		t.Fatalf("accepted event params %v", events[0].Params)
+	}
+	// Look at the raw bytes in the stream, not just the decoded events.
+	s, err := e.js.Stream(t.Context(), broker.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := s.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{broker.JobEventsFilter(id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if strings.Contains(string(m.Data()), secret) {
+			t.Fatalf("the secret is in event %s: %s", m.Subject(), m.Data())
+		}
+	}
+	if n != len(events) {
+		t.Fatalf("read %d raw events, followed %d", n, len(events))
+	}
+	if st := e.status(id); strings.Contains(string(st.Encode()), secret) {
+		t.Fatal("the secret is in the job state")
+	}
+}
+
+func TestCancelBeforeStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.submit("core.echo", map[string]any{"text": "must never print"})
+	st, err := e.client.Cancel(t.Context(), id, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != schema.StateCancelled {
+		t.Fatalf("queued job cancelled into %s", st.State)
+	}
+	// A worker arrives afterwards: it must drop the request, not run it.
+	e.startWorker(worker.Config{})
+	after := e.submit("core.echo", map[string]any{"text": "after"})
+	e.follow(after)
+
+	events := e.follow(id)
+	if got := kinds(events); got != "finished(cancelled)" {
+		t.Fatalf("events of the cancelled job: %s", got)
+	}
+	if !strings.Contains(events[0].Error, "cancelled by alice before it started") {
+		t.Fatalf("cancel event error %q", events[0].Error)
+	}
+	if st := e.status(id); st.State != schema.StateCancelled || st.StartedAt != (time.Time{}) {
+		t.Fatalf("state after a worker saw it: %+v", st)
+	}
+	if n := e.pending(); n != 0 {
+		t.Fatalf("%d requests left in the stream", n)
+	}
+	if _, err := e.client.Cancel(t.Context(), id, "alice"); err == nil {
+		t.Fatal("cancelling a finished job again did not fail")
+	}
+}
+
+func TestCancelWhileRunning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	id := e.submit("core.sleep", map[string]any{"seconds": 30})
+	e.waitFor(id, schema.KindStarted)
+	began := time.Now()
+	if _, err := e.client.Cancel(t.Context(), id, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	end := last(e.follow(id))
+	t.Logf("cancel took %v", time.Since(began))
+	if end.State != schema.StateCancelled || end.Error != "cancelled by alice" {
+		t.Fatalf("ended %s: %q", end.State, end.Error)
+	}
+	if st := e.status(id); st.State != schema.StateCancelled || st.CancelledBy != "alice" {
+		t.Fatalf("state %+v", st)
+	}
+}
+
+func TestStubbornCommandIsKilled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	id := e.submit("test.stubborn", nil, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
+	if end := last(e.follow(id)); end.State != schema.StateTimedOut {
+		t.Fatalf("a command that ignores SIGTERM ended %s", end.State)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	// The request's timeout.
+	id := e.submit("core.sleep", map[string]any{"seconds": 30}, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
+	end := last(e.follow(id))
+	if end.State != schema.StateTimedOut || end.Error != "timed out after 500ms" {
+		t.Fatalf("request timeout: ended %s: %q", end.State, end.Error)
+	}
+	// The command's own timeout (1s), shorter than the request's.
+	id = e.submit("test.slow", nil, func(r *schema.Request) { r.Timeout = schema.Duration(time.Minute) })
+	end = last(e.follow(id))
+	if end.State != schema.StateTimedOut || end.Error != "timed out after 1s" {
+		t.Fatalf("command timeout: ended %s: %q", end.State, end.Error)
+	}
+}
+
+func TestCommandThatCannotStartFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	end := last(e.follow(e.submit("test.missing", nil)))
+	if end.State != schema.StateFailed || end.ExitCode != nil || !strings.Contains(end.Error, `cannot run "winch-no-such-program"`) {
+		t.Fatalf("ended %s, exit %v: %q", end.State, end.ExitCode, end.Error)
+	}
+}
+
+func TestBadRequestsAreRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker(worker.Config{})
+	subject := broker.JobSubject(e.queue, "tester")
+	request := func(id, command string, params map[string]any, principal string) []byte {
+		return []byte(jsonString(schema.Request{Version: 1, ID: id, Command: command, Params: params,
+			Queue: e.queue, Principal: principal, CreatedAt: time.Now()}))
+	}
+	tests := []struct {
+		name, id, subject string
+		data              []byte
+		reason            string
+	}{
+		{"unknown command", "rej-unknown", subject, request("rej-unknown", "core.ecko", nil, "tester"), `unknown command "core.ecko": did you mean "core.echo"?`},
+		{"missing parameter", "rej-missing", subject, request("rej-missing", "core.echo", nil, "tester"), "invalid parameters for core.echo: --text is required"},
+		{"wrong type", "rej-type", subject, request("rej-type", "core.exit", map[string]any{"code": "x"}, "tester"), `--code want a whole number, got "x"`},
+		{"not json", "rej-bytes", subject, []byte("\x00this is not json"), "not a valid JSON request document"},
+		{"forged principal", "rej-forged", subject, request("rej-forged", "core.echo", map[string]any{"text": "x"}, "root"), `principal "root" in the request does not match the subject`},
+	}
+	for _, tt := range tests {
+		id := tt.id + "-" + e.queue
+		data := []byte(strings.ReplaceAll(string(tt.data), `"`+tt.id+`"`, `"`+id+`"`))
+		msg := &nats.Msg{Subject: tt.subject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+		events := e.follow(id)
+		ev := last(events)
+		if len(events) != 1 || ev.Kind != schema.KindRejected || ev.State != schema.StateRejected {
+			t.Errorf("%s: events %s", tt.name, kinds(events))
+			continue
+		}
+		if !strings.Contains(ev.Error, tt.reason) {
+			t.Errorf("%s: reason %q does not say %q", tt.name, ev.Error, tt.reason)
+		}
+		if st := e.status(id); st.State != schema.StateRejected {
+			t.Errorf("%s: state %s", tt.name, st.State)
+		}
+	}
+	// The worker is still serving.
+	if end := last(e.follow(e.submit("core.echo", map[string]any{"text": "still here"}))); end.State != schema.StateSucceeded {
+		t.Fatalf("after the rejections a good job ended %s", end.State)
+	}
+	if n := e.pending(); n != 0 {
+		t.Fatalf("%d rejected requests left in the stream: they would be retried", n)
+	}
+}
+
+func TestSameRequestIDRunsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	req := schema.Request{ID: "once-" + e.queue, Command: "core.echo", Params: map[string]any{"text": "x"}, Queue: e.queue, Principal: "tester"}
+	first, err := e.client.Submit(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.client.Submit(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Duplicate || !second.Duplicate {
+		t.Fatalf("duplicate flags: first %v, second %v", first.Duplicate, second.Duplicate)
+	}
+	e.startWorker(worker.Config{})
+	e.follow(req.ID)
+	// Past the broker's duplicate window (a publish without the header
+	// stands for that), the state bucket still knows the job is over.
+	if _, err := e.js.Publish(t.Context(), broker.JobSubject(e.queue, "tester"), []byte(jsonString(first.Request))); err != nil {
+		t.Fatal(err)
+	}
+	e.follow(e.submit("core.echo", map[string]any{"text": "after"}))
+	deadline := time.Now().Add(10 * time.Second)
+	for e.pending() != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	accepted := 0
+	_, err = e.client.Follow(t.Context(), req.ID, producer.Replay, func(ev schema.Event) error {
+		if ev.Kind == schema.KindAccepted {
+			accepted++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accepted != 1 {
+		t.Fatalf("the job was accepted %d times", accepted)
+	}
+	if n := e.pending(); n != 0 {
+		t.Fatalf("%d requests left in the stream", n)
+	}
+}
+
+// window is when a job ran, from its events.
+type window struct{ start, end time.Time }
+
+func runWindows(t *testing.T, e *env, ids []string) []window {
+	var out []window
+	for _, id := range ids {
+		var w window
+		for _, ev := range e.follow(id) {
+			switch ev.Kind {
+			case schema.KindStarted:
+				w.start = ev.Time
+			case schema.KindFinished:
+				w.end = ev.Time
+				if ev.State != schema.StateSucceeded {
+					t.Fatalf("job %s ended %s", id, ev.State)
+				}
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func maxOverlap(ws []window) int {
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, w := range ws {
+		edges = append(edges, edge{w.start, 1}, edge{w.end, -1})
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].delta < edges[j].delta // an end before a start at the same instant
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	cur, peak := 0, 0
+	for _, e := range edges {
+		cur += e.delta
+		peak = max(peak, cur)
+	}
+	return peak
+}
+
+func TestConcurrencyLimitRespected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var ids []string
+	for range 6 {
+		ids = append(ids, e.submit("core.sleep", map[string]any{"seconds": 0.3}))
+	}
+	e.startWorker(worker.Config{Concurrency: 2})
+	if peak := maxOverlap(runWindows(t, e, ids)); peak != 2 {
+		t.Fatalf("a worker with concurrency 2 ran %d jobs at once", peak)
+	}
+}
+
+func TestTwoWorkersShareAQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var ids []string
+	for range 6 {
+		ids = append(ids, e.submit("core.sleep", map[string]any{"seconds": 0.3}))
+	}
+	w1 := e.startWorker(worker.Config{ID: "share-1-" + e.queue, Concurrency: 1})
+	w2 := e.startWorker(worker.Config{ID: "share-2-" + e.queue, Concurrency: 1})
+	count := map[string]int{}
+	for _, id := range ids {
+		e.follow(id)
+		count[e.status(id).Worker]++
+	}
+	if count[w1.ID()] == 0 || count[w2.ID()] == 0 || count[w1.ID()]+count[w2.ID()] != 6 {
+		t.Fatalf("jobs per worker: %v", count)
+	}
+	if peak := maxOverlap(runWindows(t, e, ids)); peak != 2 {
+		t.Fatalf("two workers of concurrency 1 ran %d jobs at once", peak)
+	}
+}
+
+func TestStopDrainsRunningJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWorker(worker.Config{DrainTimeout: 20 * time.Second})
+	id := e.submit("core.sleep", map[string]any{"seconds": 1})
+	e.waitFor(id, schema.KindStarted)
+	if err := w.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Stop returned: the job must be over, and over well.
+	if st := e.status(id); st.State != schema.StateSucceeded {
+		t.Fatalf("after a drain the job is %s", st.State)
+	}
+	// And the stopped worker takes nothing new.
+	late := e.submit("core.echo", map[string]any{"text": "late"})
+	time.Sleep(500 * time.Millisecond)
+	if st := e.status(late); st.State != schema.StateQueued {
+		t.Fatalf("a drained worker took a new job: %s", st.State)
+	}
+}
+
+func TestDrainDeadlineHandsJobsBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w1 := e.startWorker(worker.Config{ID: "drain-1-" + e.queue, DrainTimeout: 300 * time.Millisecond})
+	id := e.submit("core.sleep", map[string]any{"seconds": 2})
+	e.waitFor(id, schema.KindStarted)
+	if err := w1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(id); st.State != schema.StateQueued || st.Worker != "" {
+		t.Fatalf("after the drain deadline the job is %s on %q", st.State, st.Worker)
+	}
+	w2 := e.startWorker(worker.Config{ID: "drain-2-" + e.queue})
+	events := e.follow(id)
+	if !slices.ContainsFunc(events, func(ev schema.Event) bool { return ev.Kind == schema.KindReleased && ev.Worker == w1.ID() }) {
+		t.Fatalf("no released event from the first worker: %s", kinds(events))
+	}
+	end := last(events)
+	if end.State != schema.StateSucceeded || end.Worker != w2.ID() || end.Attempt != 2 {
+		t.Fatalf("ended %s on %s, attempt %d", end.State, end.Worker, end.Attempt)
+	}
+}

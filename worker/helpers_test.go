@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	queue := strings.Trim(name[:min(len(name), 24)], "-") + "-" + strconv.FormatInt(queueSeq.Add(1), 10)
+	queue := strings.Trim(name[:min(len(name), 18)], "-") + "-" + strconv.FormatInt(queueSeq.Add(1), 10)
 	return &env{t: t, nc: nc, js: js, client: client, queue: queue}
 }
 

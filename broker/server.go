@@ -18,10 +18,11 @@ type ServerConfig struct {
 	// ListenURL is where clients connect, like nats://127.0.0.1:4222. Port 0
 	// picks a free port (see Server.ClientURL). Empty means loopback, port 0.
 	ListenURL string
-	// DataDir holds JetStream's files.
+	// DataDir holds JetStream's files; it overrides the config file's
+	// store_dir.
 	DataDir string
-	// ConfigFile, when set, is a nats-server configuration file; it replaces
-	// ListenURL, and DataDir only fills in a missing store_dir.
+	// ConfigFile, when set, is a nats-server configuration file. ListenURL,
+	// if also set, overrides its listen address.
 	ConfigFile string
 	Name       string
 	Logger     *slog.Logger
@@ -42,7 +43,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
 			return nil, fmt.Errorf("read nats config %s: %w", cfg.ConfigFile, err)
 		}
-	} else {
+	}
+	if cfg.ConfigFile == "" || cfg.ListenURL != "" {
 		host, port, err := splitListenURL(cfg.ListenURL)
 		if err != nil {
 			return nil, err
@@ -54,7 +56,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if opts.ServerName == "" {
 		opts.ServerName = cfg.Name
 	}
-	if opts.StoreDir == "" {
+	if cfg.DataDir != "" {
 		opts.StoreDir = cfg.DataDir
 	}
 	if opts.StoreDir == "" {

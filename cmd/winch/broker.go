@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,14 +21,17 @@ type BrokerCmd struct {
 // Run serves until SIGTERM or SIGINT.
 func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.serviceLogger()
-	dir := c.DataDir
-	if c.Config == "" || dir != "" {
+	cfg := broker.ServerConfig{ConfigFile: c.Config, DataDir: c.DataDir, Name: "winch-broker", Logger: log}
+	if c.Config == "" {
+		// Without a config file: listen where clients look, keep data in the
+		// default data dir.
+		cfg.ListenURL = g.NatsURL
 		var err error
-		if dir, err = dataDir(dir); err != nil {
+		if cfg.DataDir, err = dataDir(c.DataDir); err != nil {
 			return err
 		}
 	}
-	srv, err := broker.NewServer(broker.ServerConfig{ConfigFile: c.Config, ListenURL: g.NatsURL, DataDir: dir, Name: "winch-broker", Logger: log})
+	srv, err := broker.NewServer(cfg)
 	if err != nil {
 		return &ExitError{Code: exitUsage, Err: err}
 	}
@@ -36,7 +40,9 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer srv.Stop()
 	if c.Ensure {
-		nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: srv.ClientURL(), Name: "winch-broker", Logger: log})
+		// With authorization on, WINCH_NATS_URL carries the credentials of a
+		// user that may create streams.
+		nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: withUserInfo(srv.ClientURL(), g.NatsURL), Name: "winch-broker", Logger: log})
 		if err != nil {
 			return err
 		}
@@ -53,4 +59,18 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	<-ctx.Done()
 	log.Info("stopping")
 	return nil
+}
+
+// withUserInfo puts the user and password of from, if any, into target.
+func withUserInfo(target, from string) string {
+	f, err := url.Parse(from)
+	if err != nil || f.User == nil {
+		return target
+	}
+	t, err := url.Parse(target)
+	if err != nil {
+		return target
+	}
+	t.User = f.User
+	return t.String()
 }

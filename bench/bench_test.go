@@ -201,7 +201,6 @@ func BenchmarkNoopJob(b *testing.B) {
 	}
 }
 
-
 // BenchmarkExecTrue is the executor's floor: os/exec running `true`, as the
 // process executor does for core.true, without winch around it.
 func BenchmarkExecTrue(b *testing.B) {

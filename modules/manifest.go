@@ -52,9 +52,16 @@ func (e *ManifestError) Error() string {
 // ParseManifest decodes and validates a manifest strictly: unknown keys,
 // wrong types and invalid specifications are errors that name the file, the
 // line and the field. file is only used in messages.
-func ParseManifest(file string, data []byte) (*Manifest, error) {
-	var m Manifest
-	if err := yaml.UnmarshalWithOptions(data, &m, yaml.DisallowUnknownField()); err != nil {
+func ParseManifest(file string, data []byte) (m *Manifest, err error) {
+	// The YAML library panics on some malformed documents (found by
+	// fuzzing, see testdata/fuzz): a bad manifest is an error, never a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, &ManifestError{File: file, Msg: fmt.Sprintf("not a valid YAML document (the parser failed: %v)", r)}
+		}
+	}()
+	m = &Manifest{}
+	if err := yaml.UnmarshalWithOptions(data, m, yaml.DisallowUnknownField()); err != nil {
 		return nil, decodeError(file, data, err)
 	}
 	var errs []error
@@ -93,7 +100,7 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &m, nil
+	return m, nil
 }
 
 // decodeError turns the YAML library's error into a ManifestError with a

@@ -1,22 +1,34 @@
 # winch: the README's two commands are `make run` and `make test`.
 GO      ?= go
 BIN     := bin/winch
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Go packages whose tests share goroutines: run them under the race detector.
 PKGS    := ./...
 
-.PHONY: build run test lint bench fuzz clean
+.PHONY: build images run test lint bench fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/winch
 
-# Runs winch for real: the embedded broker and a worker, data under
+# The images winch needs, from local files only (no registry is reachable or
+# needed): winch-toolbox, where the core commands run (Debian's static
+# busybox on scratch), and winch itself (ops/Dockerfile).
+images: build
+	@test -x /bin/busybox || { echo "installing busybox-static"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq busybox-static >/dev/null; }
+	./$(BIN) images
+	docker build -q -f ops/Dockerfile -t winch:latest . >/dev/null
+	@echo "built winch-toolbox:latest and winch:latest"
+
+# Runs winch for real: the embedded broker and a worker that runs commands in
+# containers (or as processes, with WINCH_EXECUTOR=process), data under
 # $$WINCH_DATA_DIR (default: winch under your cache dir). Ctrl-C stops it.
-run: build
+run: images
 	./$(BIN) dev
 
-test: lint
+test: lint images
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:

@@ -19,6 +19,7 @@ const (
 	KindLog      Kind = "log"      // one or more lines of output on Stream
 	KindReleased Kind = "released" // the worker handed the job back (draining)
 	KindFinished Kind = "finished" // the job ended in State
+	KindReaped   Kind = "reaped"   // what a lost worker left of an attempt (a container) was removed
 )
 
 // Stream names the output stream of a log event.

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
 )
@@ -18,21 +19,21 @@ import (
 func TestWorkerDiesBeforeClaimHandsOn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	cons, err := broker.EnsureQueue(t.Context(), e.js, e.queue, topology)
+	cons, err := broker.EnsureQueue(t.Context(), e.JS, e.Queue, jobtest.Topology)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := e.submit("test.once", map[string]any{"seconds": 0.1})
+	id := e.Submit("test.once", map[string]any{"seconds": 0.1})
 	msg, err := cons.Next()
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = msg // taken and never acknowledged: the crash
-	w := e.startWorker(worker.Config{})
-	events := e.follow(id)
-	end := last(events)
+	w := e.StartWorker(worker.Config{})
+	events := e.Follow(id)
+	end := jobtest.Last(events)
 	if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 1 {
-		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, kinds(events))
+		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
 	}
 }
 
@@ -41,15 +42,15 @@ func TestWorkerDiesBeforeClaimHandsOn(t *testing.T) {
 func TestWorkerKilledBeforeStartHandsOn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := e.startChild("hang-"+e.queue, true)
-	id := e.submit("test.once", map[string]any{"seconds": 0.1})
-	e.waitFor(id, schema.KindAccepted)
-	c.kill()
-	w := e.startWorker(worker.Config{})
-	events := e.follow(id)
-	end := last(events)
+	c := e.StartChild("hang-"+e.Queue, "WINCH_TEST_HANG=1")
+	id := e.Submit("test.once", map[string]any{"seconds": 0.1})
+	e.WaitFor(id, schema.KindAccepted)
+	c.Kill()
+	w := e.StartWorker(worker.Config{})
+	events := e.Follow(id)
+	end := jobtest.Last(events)
 	if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 2 {
-		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, kinds(events))
+		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
 	}
 }
 
@@ -58,15 +59,15 @@ func TestWorkerKilledBeforeStartHandsOn(t *testing.T) {
 func TestWorkerKilledMidRunRetriesRetryableCommand(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := e.startChild("crash-"+e.queue, false)
-	id := e.submit("core.sleep", map[string]any{"seconds": 1})
-	e.waitFor(id, schema.KindStarted)
-	c.kill()
-	w := e.startWorker(worker.Config{})
-	events := e.follow(id)
-	end := last(events)
+	c := e.StartChild("crash-"+e.Queue)
+	id := e.Submit("core.sleep", map[string]any{"seconds": 1})
+	e.WaitFor(id, schema.KindStarted)
+	c.Kill()
+	w := e.StartWorker(worker.Config{})
+	events := e.Follow(id)
+	end := jobtest.Last(events)
 	if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 2 {
-		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, kinds(events))
+		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
 	}
 }
 
@@ -75,27 +76,24 @@ func TestWorkerKilledMidRunRetriesRetryableCommand(t *testing.T) {
 func TestWorkerKilledMidRunLosesNonRetryableCommand(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := e.startChild("lost-"+e.queue, false)
-	id := e.submit("test.once", map[string]any{"seconds": 30})
-	e.waitFor(id, schema.KindStarted)
-	c.kill()
-	e.startWorker(worker.Config{})
-	events := e.follow(id)
-	end := last(events)
+	c := e.StartChild("lost-"+e.Queue)
+	id := e.Submit("test.once", map[string]any{"seconds": 30})
+	e.WaitFor(id, schema.KindStarted)
+	c.Kill()
+	e.StartWorker(worker.Config{})
+	events := e.Follow(id)
+	end := jobtest.Last(events)
 	if end.State != schema.StateFailed || end.Reason != schema.ReasonWorkerLost || !strings.Contains(end.Error, "worker lost") {
-		t.Fatalf("ended %s (%s): %q: %s", end.State, end.Reason, end.Error, kinds(events))
+		t.Fatalf("ended %s (%s): %q: %s", end.State, end.Reason, end.Error, jobtest.Kinds(events))
 	}
-	if strings.Count(kinds(events), "started") != 1 {
-		t.Fatalf("the command started more than once: %s", kinds(events))
+	if strings.Count(jobtest.Kinds(events), "started") != 1 {
+		t.Fatalf("the command started more than once: %s", jobtest.Kinds(events))
 	}
-	if st := e.status(id); st.State != schema.StateFailed || st.Reason != schema.ReasonWorkerLost {
+	if st := e.Status(id); st.State != schema.StateFailed || st.Reason != schema.ReasonWorkerLost {
 		t.Fatalf("state %+v", st)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.pending() != 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := e.pending(); n != 0 {
+	jobtest.Eventually(5*time.Second, func() bool { return e.Pending() == 0 })
+	if n := e.Pending(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
 }
@@ -105,14 +103,14 @@ func TestWorkerKilledMidRunLosesNonRetryableCommand(t *testing.T) {
 func TestRequestOutOfDeliveriesIsDead(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	cons, err := broker.EnsureQueue(t.Context(), e.js, e.queue, topology)
+	cons, err := broker.EnsureQueue(t.Context(), e.JS, e.Queue, jobtest.Topology)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A worker of another queue; every worker watches for dead letters.
-	e.startWorker(worker.Config{Queues: []string{e.queue + "-other"}})
-	id := e.submit("core.echo", map[string]any{"text": "never"})
-	for range topology.MaxDeliver {
+	e.StartWorker(worker.Config{Queues: []string{e.Queue + "-other"}})
+	id := e.Submit("core.echo", map[string]any{"text": "never"})
+	for range jobtest.Topology.MaxDeliver {
 		msg, err := cons.Next()
 		if err != nil {
 			t.Fatal(err)
@@ -126,18 +124,18 @@ func TestRequestOutOfDeliveriesIsDead(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	st, err := e.client.Wait(ctx, id)
+	st, err := e.Client.Wait(ctx, id)
 	if err != nil {
 		t.Fatalf("job never settled: %v", err)
 	}
 	if st.State != schema.StateDead || st.Reason != schema.ReasonDead || !strings.Contains(st.Error, "delivered 3 times") {
 		t.Fatalf("state %+v", st)
 	}
-	end := last(e.follow(id))
+	end := jobtest.Last(e.Follow(id))
 	if end.State != schema.StateDead {
 		t.Fatalf("final event %+v", end)
 	}
-	if n := e.pending(); n != 0 {
+	if n := e.Pending(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
 }

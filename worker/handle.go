@@ -22,6 +22,9 @@ import (
 // the worker may have written.
 const observerSeq = 1_000_000_000
 
+// reapedSeq numbers the event of a reaped leftover of an attempt.
+const reapedSeq = observerSeq - 1
+
 // settleTimeout bounds the writes that record a job's end, which must happen
 // even when the job's own context is gone.
 const settleTimeout = 10 * time.Second
@@ -155,20 +158,25 @@ func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Comm
 			return st, 0, verdictOver, nil
 		case st.State == schema.StateRunning && now.Sub(st.HeartbeatAt) < w.cfg.Topology.Lease():
 			return st, 0, verdictBusy, nil
-		case st.State == schema.StateRunning && !st.StartedAt.IsZero() && !st.Retry:
-			// Its worker died while the command ran, and the command may
-			// not run twice: record the loss.
-			lost := st
-			lost.State, lost.Reason, lost.FinishedAt = schema.StateFailed, schema.ReasonWorkerLost, now
-			lost.Error = fmt.Sprintf("worker lost: %s stopped answering while the command ran", st.Worker)
-			lost.FinalSeq = observerSeq
-			if _, err := w.state.Update(ctx, req.ID, lost.Encode(), entry.Revision()); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-				continue
-			} else if err != nil {
-				return st, 0, 0, fmt.Errorf("record lost worker: %w", err)
+		case st.State == schema.StateRunning:
+			// Its worker is gone. What that worker started may still run
+			// (a container outlives it): stop it first, so that the job
+			// never runs twice at once.
+			startedThere, err := w.clearLeftovers(ctx, req.ID)
+			if err != nil {
+				return st, 0, 0, err
 			}
-			w.log.Warn("job's worker was lost while it ran", "job", req.ID, "lost_worker", st.Worker)
-			return lost, 0, verdictOver, nil
+			if (!st.StartedAt.IsZero() || startedThere) && !st.Retry {
+				// The command ran and may not run twice: record the loss.
+				lost := lostState(st, now)
+				if _, err := w.state.Update(ctx, req.ID, lost.Encode(), entry.Revision()); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+					continue
+				} else if err != nil {
+					return st, 0, 0, fmt.Errorf("record lost worker: %w", err)
+				}
+				w.log.Warn("job's worker was lost while it ran", "job", req.ID, "lost_worker", st.Worker)
+				return lost, 0, verdictOver, nil
+			}
 		}
 
 		// Queued, or running on a worker that died before the command
@@ -199,6 +207,37 @@ func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Comm
 		return claimed, rev, verdictRun, nil
 	}
 	return schema.JobState{}, 0, 0, errors.New("claim: the state kept changing under us")
+}
+
+// lostState is st after its worker was lost while the command ran.
+func lostState(st schema.JobState, now time.Time) schema.JobState {
+	st.State, st.Reason, st.FinishedAt = schema.StateFailed, schema.ReasonWorkerLost, now
+	st.Error = fmt.Sprintf("worker lost: %s stopped answering while the command ran", st.Worker)
+	st.FinalSeq = observerSeq
+	return st
+}
+
+// clearLeftovers stops and removes what earlier attempts of the job left in
+// the executor, and says whether any of it had started the command.
+func (w *Worker) clearLeftovers(ctx context.Context, job string) (started bool, err error) {
+	r, ok := w.cfg.Executor.(Reapable)
+	if !ok {
+		return false, nil
+	}
+	leftovers, err := r.Leftovers(ctx, job)
+	if err != nil {
+		return false, fmt.Errorf("look for leftovers of earlier attempts: %w", err)
+	}
+	for _, l := range leftovers {
+		started = started || l.Started
+		if err := r.Remove(ctx, l); err != nil {
+			return started, err
+		}
+		w.log.Warn("removed what a lost worker left of the job", "job", job, "attempt", l.Attempt, "lost_worker", l.Worker, "leftover", l.ID)
+		w.publish(ctx, schema.Event{JobID: job, Attempt: l.Attempt, Seq: reapedSeq, Kind: schema.KindReaped,
+			Worker: w.cfg.ID, Error: fmt.Sprintf("%s of worker %s removed before the job ran again", l.ID, l.Worker)})
+	}
+	return started, nil
 }
 
 // settle writes a terminal state with compare-and-set unless the job is

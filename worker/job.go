@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/winchhq/winch/schema"
 )
@@ -58,3 +59,26 @@ var (
 	errDraining  = errors.New("worker draining")
 	errClaimLost = errors.New("another worker took the job over")
 )
+
+// Reapable is implemented by executors whose commands can outlive the
+// worker that started them (a container runs on when its worker is
+// killed). The worker uses it to clear what earlier attempts of a job left
+// before it runs the job again, and to reap what dead workers left behind.
+type Reapable interface {
+	// Leftovers lists what the executor is running or holding for jobs: all
+	// of it when job is empty, else only that job's.
+	Leftovers(ctx context.Context, job string) ([]Leftover, error)
+	// Remove stops a leftover (grace period, then kill) and removes it.
+	Remove(ctx context.Context, l Leftover) error
+}
+
+// Leftover is one thing an executor holds for one attempt of a job.
+type Leftover struct {
+	ID      string
+	JobID   string
+	Attempt int
+	Worker  string
+	Created time.Time
+	// Started says whether the command was started in it.
+	Started bool
+}

@@ -3,16 +3,13 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/worker"
@@ -23,13 +20,13 @@ import (
 // test has queues of its own.
 var natsURL string
 
-// topology is short-fused so that redeliveries happen within a test.
-var topology = broker.Topology{AckWait: 2 * time.Second, MaxDeliver: 3}
-
 func TestMain(m *testing.M) {
-	if os.Getenv("WINCH_TEST_CHILD") == "worker" {
-		os.Exit(childWorker())
-	}
+	jobtest.ChildMain(func(cfg *worker.Config) {
+		withDefaults(cfg)
+		if os.Getenv("WINCH_TEST_HANG") != "" {
+			cfg.Executor = hangExecutor{}
+		}
+	})
 	dir, err := os.MkdirTemp("", "winch-worker-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,6 +48,18 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+func newEnv(t *testing.T) *jobtest.Env { return jobtest.New(t, natsURL, withDefaults) }
+
+// withDefaults runs the test module and core with the process executor.
+func withDefaults(cfg *worker.Config) {
+	if cfg.Catalog == nil {
+		cfg.Catalog = testCatalog()
+	}
+	if cfg.Executor == nil {
+		cfg.Executor = &process.Executor{KillGrace: 500 * time.Millisecond}
+	}
 }
 
 func testCatalog() *modules.Catalog {
@@ -77,36 +86,4 @@ func (hangExecutor) Name() string { return "hang" }
 func (hangExecutor) Run(ctx context.Context, _ *worker.Job) (worker.Outcome, error) {
 	<-ctx.Done()
 	return worker.Outcome{}, ctx.Err()
-}
-
-// childWorker is a worker in a process of its own, which a test can kill.
-func childWorker() int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: os.Getenv("WINCH_NATS_URL"), Logger: log})
-	if err != nil {
-		log.Error("connect", "err", err)
-		return 1
-	}
-	defer nc.Close()
-	var exec worker.Executor = &process.Executor{}
-	if os.Getenv("WINCH_TEST_HANG") != "" {
-		exec = hangExecutor{}
-	}
-	w, err := worker.New(nc, worker.Config{
-		ID: os.Getenv("WINCH_WORKER_ID"), Queues: []string{os.Getenv("WINCH_QUEUES")},
-		Concurrency: 1, Topology: topology, Catalog: testCatalog(), Executor: exec, Logger: log,
-	})
-	if err == nil {
-		err = w.Start(ctx)
-	}
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
-	}
-	fmt.Println("ready")
-	<-ctx.Done()
-	_ = w.Stop(context.Background())
-	return 0
 }

@@ -32,6 +32,9 @@ type Config struct {
 	Catalog      *modules.Catalog
 	Executor     Executor
 	Logger       *slog.Logger
+	// ReapInterval is how often the worker looks for what dead workers left
+	// in the executor (containers), when the executor can leave anything.
+	ReapInterval time.Duration
 	// LogBatchBytes and LogFlushInterval shape log events (see output).
 	LogBatchBytes    int
 	LogFlushInterval time.Duration
@@ -50,6 +53,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.ReapInterval <= 0 {
+		c.ReapInterval = time.Minute
 	}
 	if c.LogBatchBytes <= 0 {
 		c.LogBatchBytes = 64 << 10
@@ -112,6 +118,9 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 // ID is the worker's name.
 func (w *Worker) ID() string { return w.cfg.ID }
 
+// Executor names how the worker runs commands.
+func (w *Worker) Executor() string { return w.cfg.Executor.Name() }
+
 // Start ensures the topology and the queues' consumers, then starts taking
 // jobs. It returns once the worker is serving; ctx bounds the set-up only.
 func (w *Worker) Start(ctx context.Context) error {
@@ -139,6 +148,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	for q, c := range consumers {
 		w.loops.Add(1)
 		go w.fetchLoop(q, c)
+	}
+	if r, ok := w.cfg.Executor.(Reapable); ok {
+		w.loops.Add(1)
+		go w.reapLoop(r)
 	}
 	w.log.Info("worker serving", "queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency, "executor", w.cfg.Executor.Name())
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
@@ -22,11 +23,11 @@ import (
 func TestRunSucceedsWithOutput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	w := e.startWorker(worker.Config{})
-	id := e.submit("core.echo", map[string]any{"text": "hello"})
-	events := e.follow(id)
+	w := e.StartWorker(worker.Config{})
+	id := e.Submit("core.echo", map[string]any{"text": "hello"})
+	events := e.Follow(id)
 
-	if got := kinds(events); got != "accepted(running) started log finished(succeeded)" {
+	if got := jobtest.Kinds(events); got != "accepted(running) started log finished(succeeded)" {
 		t.Fatalf("events: %s", got)
 	}
 	for i, ev := range events {
@@ -35,25 +36,25 @@ func TestRunSucceedsWithOutput(t *testing.T) {
 		}
 	}
 	acc := events[0]
-	if acc.Command != "core.echo" || acc.Principal != "tester" || acc.Queue != e.queue || acc.Params["text"] != "hello" {
+	if acc.Command != "core.echo" || acc.Principal != "tester" || acc.Queue != e.Queue || acc.Params["text"] != "hello" {
 		t.Errorf("accepted event does not describe the request: %+v", acc)
 	}
 	if events[1].Executor != "process" {
 		t.Errorf("started event executor %q", events[1].Executor)
 	}
-	if out := output(events, schema.Stdout); out != "hello\n" {
+	if out := jobtest.Output(events, schema.Stdout); out != "hello\n" {
 		t.Errorf("stdout %q", out)
 	}
-	end := last(events)
+	end := jobtest.Last(events)
 	if end.ExitCode == nil || *end.ExitCode != 0 {
 		t.Errorf("exit code %v", end.ExitCode)
 	}
-	st := e.status(id)
+	st := e.Status(id)
 	if st.State != schema.StateSucceeded || st.Worker != w.ID() || st.Attempt != 1 ||
 		st.StartedAt.IsZero() || st.FinishedAt.Before(st.StartedAt) || st.ExitCode == nil || *st.ExitCode != 0 {
 		t.Errorf("state %+v", st)
 	}
-	if n := e.pending(); n != 0 {
+	if n := e.Pending(); n != 0 {
 		t.Errorf("%d requests left in the stream after the job ended", n)
 	}
 }
@@ -61,10 +62,10 @@ func TestRunSucceedsWithOutput(t *testing.T) {
 func TestExitCodePropagates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{Concurrency: 4})
+	e.StartWorker(worker.Config{Concurrency: 4})
 	for _, code := range []int64{0, 1, 3, 255} {
-		id := e.submit("core.exit", map[string]any{"code": code})
-		end := last(e.follow(id))
+		id := e.Submit("core.exit", map[string]any{"code": code})
+		end := jobtest.Last(e.Follow(id))
 		want := schema.StateFailed
 		if code == 0 {
 			want = schema.StateSucceeded
@@ -78,13 +79,13 @@ func TestExitCodePropagates(t *testing.T) {
 func TestStdoutAndStderrKeptApart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
-	events := e.follow(e.submit("test.interleave", nil))
-	if out, errOut := output(events, schema.Stdout), output(events, schema.Stderr); out != "a\nc\n" || errOut != "b\nd\n" {
+	e.StartWorker(worker.Config{})
+	events := e.Follow(e.Submit("test.interleave", nil))
+	if out, errOut := jobtest.Output(events, schema.Stdout), jobtest.Output(events, schema.Stderr); out != "a\nc\n" || errOut != "b\nd\n" {
 		t.Fatalf("stdout %q, stderr %q", out, errOut)
 	}
-	events = e.follow(e.submit("core.echo", map[string]any{"text": "to out", "stderr": "to err"}))
-	if out, errOut := output(events, schema.Stdout), output(events, schema.Stderr); out != "to out\n" || errOut != "to err\n" {
+	events = e.Follow(e.Submit("core.echo", map[string]any{"text": "to out", "stderr": "to err"}))
+	if out, errOut := jobtest.Output(events, schema.Stdout), jobtest.Output(events, schema.Stderr); out != "to out\n" || errOut != "to err\n" {
 		t.Fatalf("stdout %q, stderr %q", out, errOut)
 	}
 }
@@ -92,14 +93,14 @@ func TestStdoutAndStderrKeptApart(t *testing.T) {
 func TestChattyOutputIsBatchedAndComplete(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
+	e.StartWorker(worker.Config{})
 	const lines = 50000
-	events := e.follow(e.submit("core.seq", map[string]any{"count": lines}))
+	events := e.Follow(e.Submit("core.seq", map[string]any{"count": lines}))
 	var want strings.Builder
 	for i := 1; i <= lines; i++ {
 		want.WriteString(strconv.Itoa(i) + "\n")
 	}
-	if got := output(events, schema.Stdout); got != want.String() {
+	if got := jobtest.Output(events, schema.Stdout); got != want.String() {
 		t.Fatalf("output differs: got %d bytes, want %d", len(got), want.Len())
 	}
 	logEvents := 0
@@ -125,14 +126,14 @@ func jsonString(v any) string {
 func TestSecretParamsNeverReachEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
+	e.StartWorker(worker.Config{})
 	const secret = "s3cret-Value-42"
-	id := e.submit("core.env", map[string]any{"token": secret, "name": "bob"})
-	events := e.follow(id)
-	if last(events).State != schema.StateSucceeded {
-		t.Fatalf("job ended %s", last(events).State)
+	id := e.Submit("core.env", map[string]any{"token": secret, "name": "bob"})
+	events := e.Follow(id)
+	if jobtest.Last(events).State != schema.StateSucceeded {
+		t.Fatalf("job ended %s", jobtest.Last(events).State)
 	}
-	out := output(events, schema.Stdout)
+	out := jobtest.Output(events, schema.Stdout)
 	if !strings.Contains(out, "WINCH_PARAM_NAME=bob") || !strings.Contains(out, "WINCH_PARAM_TOKEN=***") {
 		t.Fatalf("output does not show the masked environment:\n%s", out)
 	}
@@ -140,7 +141,7 @@ func TestSecretParamsNeverReachEvents(t *testing.T) {
 		t.Fatalf("accepted event params %v", events[0].Params)
 	}
 	// Look at the raw bytes in the stream, not just the decoded events.
-	s, err := e.js.Stream(t.Context(), broker.EventsStream)
+	s, err := e.JS.Stream(t.Context(), broker.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestSecretParamsNeverReachEvents(t *testing.T) {
 	if n != len(events) {
 		t.Fatalf("read %d raw events, followed %d", n, len(events))
 	}
-	if st := e.status(id); strings.Contains(string(st.Encode()), secret) {
+	if st := e.Status(id); strings.Contains(string(st.Encode()), secret) {
 		t.Fatal("the secret is in the job state")
 	}
 }
@@ -170,8 +171,8 @@ func TestSecretParamsNeverReachEvents(t *testing.T) {
 func TestCancelBeforeStart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	id := e.submit("core.echo", map[string]any{"text": "must never print"})
-	st, err := e.client.Cancel(t.Context(), id, "alice")
+	id := e.Submit("core.echo", map[string]any{"text": "must never print"})
+	st, err := e.Client.Cancel(t.Context(), id, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,24 +180,24 @@ func TestCancelBeforeStart(t *testing.T) {
 		t.Fatalf("queued job cancelled into %s", st.State)
 	}
 	// A worker arrives afterwards: it must drop the request, not run it.
-	e.startWorker(worker.Config{})
-	after := e.submit("core.echo", map[string]any{"text": "after"})
-	e.follow(after)
+	e.StartWorker(worker.Config{})
+	after := e.Submit("core.echo", map[string]any{"text": "after"})
+	e.Follow(after)
 
-	events := e.follow(id)
-	if got := kinds(events); got != "finished(cancelled)" {
+	events := e.Follow(id)
+	if got := jobtest.Kinds(events); got != "finished(cancelled)" {
 		t.Fatalf("events of the cancelled job: %s", got)
 	}
 	if !strings.Contains(events[0].Error, "cancelled by alice before it started") {
 		t.Fatalf("cancel event error %q", events[0].Error)
 	}
-	if st := e.status(id); st.State != schema.StateCancelled || st.StartedAt != (time.Time{}) {
+	if st := e.Status(id); st.State != schema.StateCancelled || st.StartedAt != (time.Time{}) {
 		t.Fatalf("state after a worker saw it: %+v", st)
 	}
-	if n := e.pending(); n != 0 {
+	if n := e.Pending(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
-	if _, err := e.client.Cancel(t.Context(), id, "alice"); err == nil {
+	if _, err := e.Client.Cancel(t.Context(), id, "alice"); err == nil {
 		t.Fatal("cancelling a finished job again did not fail")
 	}
 }
@@ -204,19 +205,19 @@ func TestCancelBeforeStart(t *testing.T) {
 func TestCancelWhileRunning(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
-	id := e.submit("core.sleep", map[string]any{"seconds": 30})
-	e.waitFor(id, schema.KindStarted)
+	e.StartWorker(worker.Config{})
+	id := e.Submit("core.sleep", map[string]any{"seconds": 30})
+	e.WaitFor(id, schema.KindStarted)
 	began := time.Now()
-	if _, err := e.client.Cancel(t.Context(), id, "alice"); err != nil {
+	if _, err := e.Client.Cancel(t.Context(), id, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	end := last(e.follow(id))
+	end := jobtest.Last(e.Follow(id))
 	t.Logf("cancel took %v", time.Since(began))
 	if end.State != schema.StateCancelled || end.Error != "cancelled by alice" {
 		t.Fatalf("ended %s: %q", end.State, end.Error)
 	}
-	if st := e.status(id); st.State != schema.StateCancelled || st.CancelledBy != "alice" {
+	if st := e.Status(id); st.State != schema.StateCancelled || st.CancelledBy != "alice" {
 		t.Fatalf("state %+v", st)
 	}
 }
@@ -224,9 +225,9 @@ func TestCancelWhileRunning(t *testing.T) {
 func TestStubbornCommandIsKilled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
-	id := e.submit("test.stubborn", nil, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
-	if end := last(e.follow(id)); end.State != schema.StateTimedOut {
+	e.StartWorker(worker.Config{})
+	id := e.Submit("test.stubborn", nil, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
+	if end := jobtest.Last(e.Follow(id)); end.State != schema.StateTimedOut {
 		t.Fatalf("a command that ignores SIGTERM ended %s", end.State)
 	}
 }
@@ -234,16 +235,16 @@ func TestStubbornCommandIsKilled(t *testing.T) {
 func TestTimeouts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
+	e.StartWorker(worker.Config{})
 	// The request's timeout.
-	id := e.submit("core.sleep", map[string]any{"seconds": 30}, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
-	end := last(e.follow(id))
+	id := e.Submit("core.sleep", map[string]any{"seconds": 30}, func(r *schema.Request) { r.Timeout = schema.Duration(500 * time.Millisecond) })
+	end := jobtest.Last(e.Follow(id))
 	if end.State != schema.StateTimedOut || end.Error != "timed out after 500ms" {
 		t.Fatalf("request timeout: ended %s: %q", end.State, end.Error)
 	}
 	// The command's own timeout (1s), shorter than the request's.
-	id = e.submit("test.slow", nil, func(r *schema.Request) { r.Timeout = schema.Duration(time.Minute) })
-	end = last(e.follow(id))
+	id = e.Submit("test.slow", nil, func(r *schema.Request) { r.Timeout = schema.Duration(time.Minute) })
+	end = jobtest.Last(e.Follow(id))
 	if end.State != schema.StateTimedOut || end.Error != "timed out after 1s" {
 		t.Fatalf("command timeout: ended %s: %q", end.State, end.Error)
 	}
@@ -252,8 +253,8 @@ func TestTimeouts(t *testing.T) {
 func TestCommandThatCannotStartFails(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
-	end := last(e.follow(e.submit("test.missing", nil)))
+	e.StartWorker(worker.Config{})
+	end := jobtest.Last(e.Follow(e.Submit("test.missing", nil)))
 	if end.State != schema.StateFailed || end.ExitCode != nil || !strings.Contains(end.Error, `cannot run "winch-no-such-program"`) {
 		t.Fatalf("ended %s, exit %v: %q", end.State, end.ExitCode, end.Error)
 	}
@@ -262,11 +263,11 @@ func TestCommandThatCannotStartFails(t *testing.T) {
 func TestBadRequestsAreRejected(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.startWorker(worker.Config{})
-	subject := broker.JobSubject(e.queue, "tester")
+	e.StartWorker(worker.Config{})
+	subject := broker.JobSubject(e.Queue, "tester")
 	request := func(id, command string, params map[string]any, principal string) []byte {
 		return []byte(jsonString(schema.Request{Version: 1, ID: id, Command: command, Params: params,
-			Queue: e.queue, Principal: principal, CreatedAt: time.Now()}))
+			Queue: e.Queue, Principal: principal, CreatedAt: time.Now()}))
 	}
 	tests := []struct {
 		name, id, subject string
@@ -280,31 +281,31 @@ func TestBadRequestsAreRejected(t *testing.T) {
 		{"forged principal", "rej-forged", subject, request("rej-forged", "core.echo", map[string]any{"text": "x"}, "root"), `principal "root" in the request does not match the subject`},
 	}
 	for _, tt := range tests {
-		id := tt.id + "-" + e.queue
+		id := tt.id + "-" + e.Queue
 		data := []byte(strings.ReplaceAll(string(tt.data), `"`+tt.id+`"`, `"`+id+`"`))
 		msg := &nats.Msg{Subject: tt.subject, Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, id)
-		if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		if _, err := e.JS.PublishMsg(t.Context(), msg); err != nil {
 			t.Fatal(err)
 		}
-		events := e.follow(id)
-		ev := last(events)
+		events := e.Follow(id)
+		ev := jobtest.Last(events)
 		if len(events) != 1 || ev.Kind != schema.KindRejected || ev.State != schema.StateRejected {
-			t.Errorf("%s: events %s", tt.name, kinds(events))
+			t.Errorf("%s: events %s", tt.name, jobtest.Kinds(events))
 			continue
 		}
 		if !strings.Contains(ev.Error, tt.reason) {
 			t.Errorf("%s: reason %q does not say %q", tt.name, ev.Error, tt.reason)
 		}
-		if st := e.status(id); st.State != schema.StateRejected {
+		if st := e.Status(id); st.State != schema.StateRejected {
 			t.Errorf("%s: state %s", tt.name, st.State)
 		}
 	}
 	// The worker is still serving.
-	if end := last(e.follow(e.submit("core.echo", map[string]any{"text": "still here"}))); end.State != schema.StateSucceeded {
+	if end := jobtest.Last(e.Follow(e.Submit("core.echo", map[string]any{"text": "still here"}))); end.State != schema.StateSucceeded {
 		t.Fatalf("after the rejections a good job ended %s", end.State)
 	}
-	if n := e.pending(); n != 0 {
+	if n := e.Pending(); n != 0 {
 		t.Fatalf("%d rejected requests left in the stream: they would be retried", n)
 	}
 }
@@ -312,32 +313,29 @@ func TestBadRequestsAreRejected(t *testing.T) {
 func TestSameRequestIDRunsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	req := schema.Request{ID: "once-" + e.queue, Command: "core.echo", Params: map[string]any{"text": "x"}, Queue: e.queue, Principal: "tester"}
-	first, err := e.client.Submit(t.Context(), req)
+	req := schema.Request{ID: "once-" + e.Queue, Command: "core.echo", Params: map[string]any{"text": "x"}, Queue: e.Queue, Principal: "tester"}
+	first, err := e.Client.Submit(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := e.client.Submit(t.Context(), req)
+	second, err := e.Client.Submit(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first.Duplicate || !second.Duplicate {
 		t.Fatalf("duplicate flags: first %v, second %v", first.Duplicate, second.Duplicate)
 	}
-	e.startWorker(worker.Config{})
-	e.follow(req.ID)
+	e.StartWorker(worker.Config{})
+	e.Follow(req.ID)
 	// Past the broker's duplicate window (a publish without the header
 	// stands for that), the state bucket still knows the job is over.
-	if _, err := e.js.Publish(t.Context(), broker.JobSubject(e.queue, "tester"), []byte(jsonString(first.Request))); err != nil {
+	if _, err := e.JS.Publish(t.Context(), broker.JobSubject(e.Queue, "tester"), []byte(jsonString(first.Request))); err != nil {
 		t.Fatal(err)
 	}
-	e.follow(e.submit("core.echo", map[string]any{"text": "after"}))
-	deadline := time.Now().Add(10 * time.Second)
-	for e.pending() != 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.Follow(e.Submit("core.echo", map[string]any{"text": "after"}))
+	jobtest.Eventually(10*time.Second, func() bool { return e.Pending() == 0 })
 	accepted := 0
-	_, err = e.client.Follow(t.Context(), req.ID, producer.Replay, func(ev schema.Event) error {
+	_, err = e.Client.Follow(t.Context(), req.ID, producer.Replay, func(ev schema.Event) error {
 		if ev.Kind == schema.KindAccepted {
 			accepted++
 		}
@@ -349,7 +347,7 @@ func TestSameRequestIDRunsOnce(t *testing.T) {
 	if accepted != 1 {
 		t.Fatalf("the job was accepted %d times", accepted)
 	}
-	if n := e.pending(); n != 0 {
+	if n := e.Pending(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
 }
@@ -357,11 +355,11 @@ func TestSameRequestIDRunsOnce(t *testing.T) {
 // window is when a job ran, from its events.
 type window struct{ start, end time.Time }
 
-func runWindows(t *testing.T, e *env, ids []string) []window {
+func runWindows(t *testing.T, e *jobtest.Env, ids []string) []window {
 	var out []window
 	for _, id := range ids {
 		var w window
-		for _, ev := range e.follow(id) {
+		for _, ev := range e.Follow(id) {
 			switch ev.Kind {
 			case schema.KindStarted:
 				w.start = ev.Time
@@ -405,9 +403,9 @@ func TestConcurrencyLimitRespected(t *testing.T) {
 	e := newEnv(t)
 	var ids []string
 	for range 6 {
-		ids = append(ids, e.submit("core.sleep", map[string]any{"seconds": 0.3}))
+		ids = append(ids, e.Submit("core.sleep", map[string]any{"seconds": 0.3}))
 	}
-	e.startWorker(worker.Config{Concurrency: 2})
+	e.StartWorker(worker.Config{Concurrency: 2})
 	if peak := maxOverlap(runWindows(t, e, ids)); peak != 2 {
 		t.Fatalf("a worker with concurrency 2 ran %d jobs at once", peak)
 	}
@@ -418,14 +416,14 @@ func TestTwoWorkersShareAQueue(t *testing.T) {
 	e := newEnv(t)
 	var ids []string
 	for range 6 {
-		ids = append(ids, e.submit("core.sleep", map[string]any{"seconds": 0.3}))
+		ids = append(ids, e.Submit("core.sleep", map[string]any{"seconds": 0.3}))
 	}
-	w1 := e.startWorker(worker.Config{ID: "share-1-" + e.queue, Concurrency: 1})
-	w2 := e.startWorker(worker.Config{ID: "share-2-" + e.queue, Concurrency: 1})
+	w1 := e.StartWorker(worker.Config{ID: "share-1-" + e.Queue, Concurrency: 1})
+	w2 := e.StartWorker(worker.Config{ID: "share-2-" + e.Queue, Concurrency: 1})
 	count := map[string]int{}
 	for _, id := range ids {
-		e.follow(id)
-		count[e.status(id).Worker]++
+		e.Follow(id)
+		count[e.Status(id).Worker]++
 	}
 	if count[w1.ID()] == 0 || count[w2.ID()] == 0 || count[w1.ID()]+count[w2.ID()] != 6 {
 		t.Fatalf("jobs per worker: %v", count)
@@ -438,20 +436,20 @@ func TestTwoWorkersShareAQueue(t *testing.T) {
 func TestStopDrainsRunningJobs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	w := e.startWorker(worker.Config{DrainTimeout: 20 * time.Second})
-	id := e.submit("core.sleep", map[string]any{"seconds": 1})
-	e.waitFor(id, schema.KindStarted)
+	w := e.StartWorker(worker.Config{DrainTimeout: 20 * time.Second})
+	id := e.Submit("core.sleep", map[string]any{"seconds": 1})
+	e.WaitFor(id, schema.KindStarted)
 	if err := w.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Stop returned: the job must be over, and over well.
-	if st := e.status(id); st.State != schema.StateSucceeded {
+	if st := e.Status(id); st.State != schema.StateSucceeded {
 		t.Fatalf("after a drain the job is %s", st.State)
 	}
 	// And the stopped worker takes nothing new.
-	late := e.submit("core.echo", map[string]any{"text": "late"})
+	late := e.Submit("core.echo", map[string]any{"text": "late"})
 	time.Sleep(500 * time.Millisecond)
-	if st := e.status(late); st.State != schema.StateQueued {
+	if st := e.Status(late); st.State != schema.StateQueued {
 		t.Fatalf("a drained worker took a new job: %s", st.State)
 	}
 }
@@ -459,21 +457,21 @@ func TestStopDrainsRunningJobs(t *testing.T) {
 func TestDrainDeadlineHandsJobsBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	w1 := e.startWorker(worker.Config{ID: "drain-1-" + e.queue, DrainTimeout: 300 * time.Millisecond})
-	id := e.submit("core.sleep", map[string]any{"seconds": 2})
-	e.waitFor(id, schema.KindStarted)
+	w1 := e.StartWorker(worker.Config{ID: "drain-1-" + e.Queue, DrainTimeout: 300 * time.Millisecond})
+	id := e.Submit("core.sleep", map[string]any{"seconds": 2})
+	e.WaitFor(id, schema.KindStarted)
 	if err := w1.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if st := e.status(id); st.State != schema.StateQueued || st.Worker != "" {
+	if st := e.Status(id); st.State != schema.StateQueued || st.Worker != "" {
 		t.Fatalf("after the drain deadline the job is %s on %q", st.State, st.Worker)
 	}
-	w2 := e.startWorker(worker.Config{ID: "drain-2-" + e.queue})
-	events := e.follow(id)
+	w2 := e.StartWorker(worker.Config{ID: "drain-2-" + e.Queue})
+	events := e.Follow(id)
 	if !slices.ContainsFunc(events, func(ev schema.Event) bool { return ev.Kind == schema.KindReleased && ev.Worker == w1.ID() }) {
-		t.Fatalf("no released event from the first worker: %s", kinds(events))
+		t.Fatalf("no released event from the first worker: %s", jobtest.Kinds(events))
 	}
-	end := last(events)
+	end := jobtest.Last(events)
 	if end.State != schema.StateSucceeded || end.Worker != w2.ID() || end.Attempt != 2 {
 		t.Fatalf("ended %s on %s, attempt %d", end.State, end.Worker, end.Attempt)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
+	"github.com/winchhq/winch/worker/docker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,6 +49,7 @@ type CLI struct {
 	Ps       PsCmd       `cmd:"" help:"List queued and running jobs."`
 	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: a queued one never starts, a running one is stopped."`
 	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
+	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
 }
 
 // Globals are the flags every command takes.
@@ -128,7 +130,7 @@ func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
 		kong.Name("winch"),
 		kong.Description("A message-queue driven job runner: commands run by workers in containers, every event audited."),
 		kong.Writers(stdio.Out, stdio.Err),
-		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL},
+		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL, "default_image": docker.DefaultImage},
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),

@@ -41,11 +41,12 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	w, err := c.startWorker(ctx, g, nc, log)
+	w, release, err := c.startWorker(ctx, g, nc, log)
 	if err != nil {
 		return err
 	}
-	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", c.Executor,
+	defer release()
+	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))
 	<-ctx.Done()
 	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout)

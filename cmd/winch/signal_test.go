@@ -20,7 +20,7 @@ import (
 func winchProcess(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "WINCH_TEST_RUN_MAIN=1", "WINCH_NATS_URL="+natsURL, "WINCH_LOG_FORMAT=json")
+	cmd.Env = append(os.Environ(), "WINCH_TEST_RUN_MAIN=1", "WINCH_NATS_URL="+natsURL, "WINCH_LOG_FORMAT=json", "WINCH_EXECUTOR=process")
 	cmd.Stderr = t.Output()
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/worker"
+	"github.com/winchhq/winch/worker/docker"
 	"github.com/winchhq/winch/worker/process"
 )
 
@@ -22,40 +24,83 @@ type WorkerFlags struct {
 	KillGrace    time.Duration `env:"WINCH_KILL_GRACE" default:"1s" help:"Between SIGTERM and SIGKILL when a command is stopped."`
 	AckWait      time.Duration `env:"WINCH_ACK_WAIT" default:"30s" help:"How long a silent worker keeps a job before it is handed to another."`
 	MaxDeliver   int           `env:"WINCH_MAX_DELIVER" default:"5" help:"Deliveries of one request before its job is dead."`
-	Executor     string        `env:"WINCH_EXECUTOR" enum:"process" default:"process" help:"How commands run (${enum})."`
+	Executor     string        `env:"WINCH_EXECUTOR" enum:"auto,docker,process" default:"auto" help:"How commands run: docker, or process (no isolation); auto picks docker when an engine answers (${enum})."`
+	DefaultImage string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
+	ReapInterval time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
 }
 
 func (f *WorkerFlags) topology() broker.Topology {
 	return broker.Topology{AckWait: f.AckWait, MaxDeliver: f.MaxDeliver}
 }
 
-// startWorker builds and starts a worker on nc.
-func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger) (*worker.Worker, error) {
+// startWorker builds and starts a worker on nc. The returned function
+// releases what the executor holds, after the worker stopped.
+func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger) (*worker.Worker, func(), error) {
 	if f.Concurrency < 1 {
-		return nil, usageError("--concurrency must be at least 1")
+		return nil, nil, usageError("--concurrency must be at least 1")
 	}
 	catalog, err := g.catalog()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	id := f.WorkerID
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	exec, release, err := f.executor(ctx, id, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	w, err := worker.New(nc, worker.Config{
-		ID:           f.WorkerID,
+		ID:           id,
 		Queues:       splitList(f.Queues),
 		Concurrency:  f.Concurrency,
 		DrainTimeout: f.DrainTimeout,
+		ReapInterval: f.ReapInterval,
 		Topology:     f.topology(),
 		Catalog:      catalog,
-		Executor:     &process.Executor{KillGrace: f.KillGrace},
+		Executor:     exec,
 		Logger:       log,
 	})
 	if err != nil {
-		return nil, &ExitError{Code: exitUsage, Err: err}
+		release()
+		return nil, nil, &ExitError{Code: exitUsage, Err: err}
 	}
-	log.Warn("the process executor runs commands on this host without isolation")
 	if err := w.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
-	return w, nil
+	return w, release, nil
+}
+
+// executor picks how commands run: in containers when an engine answers
+// (or when asked to), else as plain processes, loudly.
+func (f *WorkerFlags) executor(ctx context.Context, workerID string, log *slog.Logger) (worker.Executor, func(), error) {
+	processExec := func() (worker.Executor, func(), error) {
+		log.Warn("the process executor runs commands on this host WITHOUT ISOLATION: no container, no limits beyond a timeout")
+		return &process.Executor{KillGrace: f.KillGrace}, func() {}, nil
+	}
+	if f.Executor == "process" {
+		return processExec()
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	api, err := docker.Connect(pingCtx)
+	if err != nil {
+		if f.Executor == "docker" {
+			return nil, nil, &ExitError{Code: exitUnavailable, Err: fmt.Errorf("WINCH_EXECUTOR=docker: %w", err)}
+		}
+		log.Warn("no docker engine answers; falling back to the process executor", "err", err)
+		return processExec()
+	}
+	exec := &docker.Executor{API: api, Worker: workerID, DefaultImage: f.DefaultImage, KillGrace: f.KillGrace, Logger: log}
+	if err := exec.CheckImage(ctx); err != nil {
+		api.Close()
+		return nil, nil, &ExitError{Code: exitUnavailable, Err: fmt.Errorf("%w, or run commands without isolation with WINCH_EXECUTOR=process", err)}
+	}
+	log.Info("commands run in docker containers", "default_image", f.DefaultImage)
+	return exec, func() { api.Close() }, nil
 }
 
 // WorkerCmd is `winch worker`.
@@ -71,10 +116,11 @@ func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	w, err := c.startWorker(ctx, g, nc, log)
+	w, release, err := c.startWorker(ctx, g, nc, log)
 	if err != nil {
 		return err
 	}
+	defer release()
 	<-ctx.Done()
 	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout)
 	return w.Stop(context.Background())

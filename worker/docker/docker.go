@@ -1,0 +1,416 @@
+// Package docker runs commands in Docker containers, isolated by default:
+// no privileges, every capability dropped, no new privileges, a read-only
+// root with a small /tmp, a non-root user, no network unless the command's
+// manifest asks for one, memory, CPU and pids limits, and never the Docker
+// socket. Output is streamed as it comes; the container is removed once its
+// output is collected.
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/winchhq/winch/schema"
+	"github.com/winchhq/winch/worker"
+)
+
+// Name is the executor's name in events and job states.
+const Name = "docker"
+
+// Labels put on every container winch creates.
+const (
+	LabelJob     = "winch.job"
+	LabelAttempt = "winch.attempt"
+	LabelWorker  = "winch.worker"
+	LabelCommand = "winch.command"
+)
+
+// User is who commands run as: nobody, unless an image says otherwise.
+const User = "65534:65534"
+
+// DefaultImage runs commands whose module names no image.
+const DefaultImage = "winch-toolbox:latest"
+
+// Defaults are the limits of a command that declares none.
+var Defaults = schema.Resources{Memory: 512 << 20, CPUs: 1, Pids: 256}
+
+// API is the part of the Docker Engine API the executor uses.
+type API interface {
+	Ping(ctx context.Context) (types.Ping, error)
+	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ContainerCreate(ctx context.Context, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig, platform *ocispec.Platform, name string) (container.CreateResponse, error)
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	ContainerAttach(ctx context.Context, id string, opts container.AttachOptions) (types.HijackedResponse, error)
+	ContainerWait(ctx context.Context, id string, cond container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerStart(ctx context.Context, id string, opts container.StartOptions) error
+	ContainerKill(ctx context.Context, id, signal string) error
+	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	CopyToContainer(ctx context.Context, id, path string, content io.Reader, opts container.CopyToContainerOptions) error
+}
+
+var _ API = (*client.Client)(nil)
+
+// Connect returns a client for the engine that DOCKER_HOST (or the default
+// socket) names, speaking the engine's API version.
+func Connect(ctx context.Context) (*client.Client, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("docker engine not reachable: %w", err)
+	}
+	return c, nil
+}
+
+// ErrImageMissing says a command's image is not on the engine.
+var ErrImageMissing = errors.New("image not found on the docker engine")
+
+// Executor runs each command in a container of its own.
+type Executor struct {
+	API API
+	// Worker names the worker in container labels.
+	Worker string
+	// DefaultImage runs commands whose module names none.
+	DefaultImage string
+	// KillGrace is how long a stopped command has between SIGTERM and
+	// SIGKILL.
+	KillGrace time.Duration
+	Logger    *slog.Logger
+}
+
+var (
+	_ worker.Executor = (*Executor)(nil)
+	_ worker.Reapable = (*Executor)(nil)
+)
+
+// Name implements worker.Executor.
+func (e *Executor) Name() string { return Name }
+
+func (e *Executor) image(job *worker.Job) string {
+	switch {
+	case job.Image != "":
+		return job.Image
+	case e.DefaultImage != "":
+		return e.DefaultImage
+	}
+	return DefaultImage
+}
+
+// CheckImage says, before any job needs it, whether the default image is
+// there, and if not, how to get it.
+func (e *Executor) CheckImage(ctx context.Context) error {
+	ref := e.DefaultImage
+	if ref == "" {
+		ref = DefaultImage
+	}
+	_, err := e.imageID(ctx, ref)
+	return err
+}
+
+func (e *Executor) imageID(ctx context.Context, ref string) (string, error) {
+	img, err := e.API.ImageInspect(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%w: %s (build the images winch needs from local files with `make images`; no registry is used)", ErrImageMissing, ref)
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return img.ID, nil
+}
+
+// ContainerName is the container of one attempt of a job: deterministic, so
+// that a second start of the same attempt finds the first container.
+func ContainerName(job string, attempt int) string {
+	return fmt.Sprintf("winch-%s-%d", job, attempt)
+}
+
+// Run implements worker.Executor.
+func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, error) {
+	ref := e.image(job)
+	imageID, err := e.imageID(ctx, ref)
+	if err != nil {
+		return worker.Outcome{}, err
+	}
+	id, created, err := e.create(ctx, job, ref)
+	if err != nil {
+		return worker.Outcome{}, err
+	}
+	// Whatever happens from here, the container goes, and with a context of
+	// its own: the job's may be over.
+	defer e.remove(id)
+
+	inspect, err := e.API.ContainerInspect(ctx, id)
+	if err != nil {
+		return worker.Outcome{}, fmt.Errorf("inspect container: %w", err)
+	}
+	if created {
+		if err := e.copyParams(ctx, id, job.Params); err != nil {
+			return worker.Outcome{}, err
+		}
+	}
+
+	// Attach and wait before starting, so that no output and no exit is
+	// missed. The wait outlives a cancel of ctx: after a stop we still want
+	// the exit.
+	hj, err := e.API.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return worker.Outcome{}, fmt.Errorf("attach to container: %w", err)
+	}
+	defer hj.Close()
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(job.Stdout, job.Stderr, hj.Reader)
+		copied <- err
+	}()
+	waitCtx, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
+	waitC, waitErr := e.API.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
+	if inspect.State != nil && inspect.State.Running {
+		// A container of this attempt already runs (a redelivery): follow it
+		// rather than start a second.
+		e.log().Info("following the running container of this attempt", "container", id, "job", job.ID)
+	} else if inspect.State != nil && inspect.State.Status == "exited" {
+		return e.outcome(id, inspect.State.ExitCode)
+	} else if err := e.API.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return worker.Outcome{}, fmt.Errorf("start container: %w", err)
+	}
+	job.Started(worker.StartInfo{Executor: Name, Image: ref + "@" + imageID})
+
+	var code int64
+	select {
+	case res := <-waitC:
+		code = res.StatusCode
+	case err := <-waitErr:
+		return worker.Outcome{}, fmt.Errorf("wait for container: %w", err)
+	case <-ctx.Done():
+		e.stop(id)
+		select {
+		case res := <-waitC:
+			code = res.StatusCode
+		case err := <-waitErr:
+			return worker.Outcome{}, fmt.Errorf("wait for the stopped container: %w", err)
+		}
+	}
+	// The output stream ends with the container; give it the grace period
+	// to drain, then cut it.
+	select {
+	case <-copied:
+	case <-time.After(e.grace() + time.Second):
+		hj.Close()
+		<-copied
+	}
+	return e.outcome(id, int(code))
+}
+
+func (e *Executor) outcome(id string, code int) (worker.Outcome, error) {
+	out := worker.Outcome{ExitCode: code}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if info, err := e.API.ContainerInspect(ctx, id); err == nil && info.State != nil && info.State.OOMKilled {
+		out.Reason = schema.ReasonOOMKilled
+	}
+	return out, nil
+}
+
+// create makes the attempt's container, or finds the one a previous
+// delivery of the same attempt made.
+func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id string, created bool, err error) {
+	spec := job.Spec
+	res := spec.Resources
+	if res.Memory == 0 {
+		res.Memory = Defaults.Memory
+	}
+	if res.CPUs == 0 {
+		res.CPUs = Defaults.CPUs
+	}
+	if res.Pids == 0 {
+		res.Pids = Defaults.Pids
+	}
+	netMode := spec.Network
+	if netMode == "" {
+		netMode = "none"
+	}
+	env := append([]string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/tmp",
+		"TMPDIR=/tmp",
+		"WINCH_PARAMS_FILE=" + paramsDir + "/params.json",
+	}, job.Env...)
+	cfg := &container.Config{
+		Image: ref,
+		Cmd:   spec.Run,
+		// An image's entrypoint would wrap the argv; the manifest's argv is
+		// what runs.
+		Entrypoint:      []string{},
+		Env:             env,
+		User:            User,
+		WorkingDir:      "/tmp",
+		AttachStdout:    true,
+		AttachStderr:    true,
+		NetworkDisabled: netMode == "none",
+		Labels: map[string]string{
+			LabelJob:     job.ID,
+			LabelAttempt: strconv.Itoa(job.Attempt),
+			LabelWorker:  e.Worker,
+			LabelCommand: job.Command,
+		},
+	}
+	pids := res.Pids
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(netMode),
+		Privileged:     false,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=64m"},
+		// The parameter file is copied into a volume of the container's own
+		// (the read-only root takes no copies), removed with it.
+		Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: paramsDir}},
+		// Output reaches winch through the attach stream; the engine need
+		// not keep a second copy on disk.
+		LogConfig: container.LogConfig{Type: "none"},
+		Resources: container.Resources{
+			Memory:     int64(res.Memory),
+			MemorySwap: int64(res.Memory), // no swap beyond the limit
+			NanoCPUs:   int64(res.CPUs * 1e9),
+			PidsLimit:  &pids,
+		},
+	}
+	name := ContainerName(job.ID, job.Attempt)
+	resp, err := e.API.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if errdefs.IsConflict(err) {
+		existing, ierr := e.API.ContainerInspect(ctx, name)
+		if ierr != nil {
+			return "", false, fmt.Errorf("container %s exists but cannot be inspected: %w", name, ierr)
+		}
+		return existing.ID, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("create container: %w", err)
+	}
+	return resp.ID, true, nil
+}
+
+// paramsDir holds the parameter file inside the container.
+const paramsDir = "/winch"
+
+func (e *Executor) copyParams(ctx context.Context, id string, params map[string]any) error {
+	data, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encode parameters: %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "params.json", Mode: 0o440, Size: int64(len(data)), Uid: 65534, Gid: 65534, ModTime: time.Now()}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := e.API.CopyToContainer(ctx, id, paramsDir, &buf, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("copy parameters into the container: %w", err)
+	}
+	return nil
+}
+
+func (e *Executor) grace() time.Duration {
+	if e.KillGrace <= 0 {
+		return time.Second
+	}
+	return e.KillGrace
+}
+
+// stop sends SIGTERM, then SIGKILL after the grace period if the container
+// is still running.
+func (e *Executor) stop(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.grace()+10*time.Second)
+	defer cancel()
+	if err := e.API.ContainerKill(ctx, id, "SIGTERM"); err != nil && !isGone(err) {
+		e.log().Warn("SIGTERM to container", "container", id, "err", err)
+	}
+	waitC, errC := e.API.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+		return
+	case <-errC:
+	case <-time.After(e.grace()):
+	}
+	if err := e.API.ContainerKill(ctx, id, "SIGKILL"); err != nil && !isGone(err) {
+		e.log().Warn("SIGKILL to container", "container", id, "err", err)
+	}
+}
+
+func (e *Executor) remove(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.API.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+		e.log().Error("remove container", "container", id, "err", err)
+	}
+}
+
+func isGone(err error) bool {
+	return errdefs.IsNotFound(err) || errdefs.IsConflict(err) || strings.Contains(err.Error(), "is not running")
+}
+
+func (e *Executor) log() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// Leftovers implements worker.Reapable: winch's containers, by label.
+func (e *Executor) Leftovers(ctx context.Context, job string) ([]worker.Leftover, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelJob))
+	if job != "" {
+		f = filters.NewArgs(filters.Arg("label", LabelJob+"="+job))
+	}
+	list, err := e.API.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]worker.Leftover, 0, len(list))
+	for _, c := range list {
+		attempt, _ := strconv.Atoi(c.Labels[LabelAttempt])
+		out = append(out, worker.Leftover{
+			ID: c.ID, JobID: c.Labels[LabelJob], Attempt: attempt, Worker: c.Labels[LabelWorker],
+			Created: time.Unix(c.Created, 0), Started: c.State != "created",
+		})
+	}
+	return out, nil
+}
+
+// Remove implements worker.Reapable.
+func (e *Executor) Remove(ctx context.Context, l worker.Leftover) error {
+	e.stop(l.ID)
+	if err := e.API.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", l.ID, err)
+	}
+	return nil
+}

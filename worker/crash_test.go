@@ -59,7 +59,7 @@ func TestWorkerKilledBeforeStartHandsOn(t *testing.T) {
 func TestWorkerKilledMidRunRetriesRetryableCommand(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := e.StartChild("crash-"+e.Queue)
+	c := e.StartChild("crash-" + e.Queue)
 	id := e.Submit("core.sleep", map[string]any{"seconds": 1})
 	e.WaitFor(id, schema.KindStarted)
 	c.Kill()
@@ -76,7 +76,7 @@ func TestWorkerKilledMidRunRetriesRetryableCommand(t *testing.T) {
 func TestWorkerKilledMidRunLosesNonRetryableCommand(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c := e.StartChild("lost-"+e.Queue)
+	c := e.StartChild("lost-" + e.Queue)
 	id := e.Submit("test.once", map[string]any{"seconds": 30})
 	e.WaitFor(id, schema.KindStarted)
 	c.Kill()

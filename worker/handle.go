@@ -335,6 +335,11 @@ type run struct {
 	seqMu sync.Mutex
 	seq   int
 
+	// startedCh holds output back until the started event is out, so that
+	// no log event comes before it; openOutput opens it in any case.
+	startedCh  chan struct{}
+	openOutput sync.Once
+
 	mu    sync.Mutex // guards state and rev
 	state schema.JobState
 	rev   uint64
@@ -406,17 +411,21 @@ func (r *run) execute() {
 	go func() { defer keepers.Done(); r.watchCancel(ctx, cancel) }()
 
 	secrets := spec.SecretValues(r.params)
+	r.startedCh = make(chan struct{})
 	emitLog := func(stream schema.Stream, text string) {
+		<-r.startedCh
 		r.emit(schema.Event{Kind: schema.KindLog, Stream: stream, Data: text})
 	}
 	stdout := newOutput(schema.Stdout, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	stderr := newOutput(schema.Stderr, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	job := &Job{
-		ID: r.req.ID, Attempt: r.attempt, Command: r.req.Command, Spec: spec, Image: r.cmd.Image,
+		ID: r.req.ID, Attempt: r.attempt, Worker: r.w.cfg.ID, Command: r.req.Command, Spec: spec, Image: r.cmd.Image,
 		Params: r.params, Env: r.env(), Stdout: stdout, Stderr: stderr,
-		Started: func(info StartInfo) { r.started(ctx, info) },
+		Starting: func() error { return r.starting(ctx) },
+		Started:  func(info StartInfo) { r.started(info) },
 	}
 	outcome, runErr := r.w.cfg.Executor.Run(ctx, job)
+	r.openOutput.Do(func() { close(r.startedCh) })
 	stdout.Close()
 	stderr.Close()
 	cause := context.Cause(ctx)
@@ -456,14 +465,20 @@ func (r *run) env() []string {
 	return append(env, schema.ParamEnv(r.params)...)
 }
 
-func (r *run) started(ctx context.Context, info StartInfo) {
+// starting records, before the command starts, that it may be running.
+func (r *run) starting(ctx context.Context) error {
 	now := time.Now().UTC()
-	if _, err := r.update(ctx, func(s *schema.JobState) {
-		s.StartedAt, s.HeartbeatAt, s.Executor = now, now, info.Executor
-	}); err != nil {
-		r.log.Warn("record start", "err", err)
+	_, err := r.update(ctx, func(s *schema.JobState) { s.StartedAt, s.HeartbeatAt = now, now })
+	if err != nil {
+		return fmt.Errorf("record the start: %w", err)
 	}
+	return nil
+}
+
+// started announces the running command; its output may follow.
+func (r *run) started(info StartInfo) {
 	r.emit(schema.Event{Kind: schema.KindStarted, Executor: info.Executor, Image: info.Image})
+	r.openOutput.Do(func() { close(r.startedCh) })
 	r.log.Info("job started", "executor", info.Executor, "attempt", r.attempt)
 }
 

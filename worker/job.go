@@ -24,6 +24,7 @@ type Executor interface {
 type Job struct {
 	ID      string
 	Attempt int
+	Worker  string // the worker running it, for labels
 	Command string // module.command
 	Spec    schema.CommandSpec
 	Image   string
@@ -35,6 +36,11 @@ type Job struct {
 	// Stdout and Stderr receive the command's output; they are safe for
 	// concurrent use.
 	Stdout, Stderr io.Writer
+	// Starting must be called just before the command is started. It
+	// records that the command may be running, so that a worker that dies
+	// from here on is not taken to have died before the start. If it returns
+	// an error, the command must not be started and Run returns the error.
+	Starting func() error
 	// Started is called once, when the command is running.
 	Started func(StartInfo)
 }

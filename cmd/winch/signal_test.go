@@ -16,11 +16,26 @@ import (
 	"github.com/winchhq/winch/schema"
 )
 
-// winchProcess runs this test binary as `winch args...`.
-func winchProcess(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
+// winchCmd is this test binary run as `winch args...`, against the test's
+// NATS server unless env says otherwise; env adds to the environment.
+func winchCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "WINCH_TEST_RUN_MAIN=1", "WINCH_NATS_URL="+natsURL, "WINCH_LOG_FORMAT=json", "WINCH_EXECUTOR=process")
+	cmd.Env = append(os.Environ(), "WINCH_TEST_RUN_MAIN=1", "WINCH_NATS_URL="+natsURL, "WINCH_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, env...)
+	t.Cleanup(func() {
+		if cmd.Process != nil && cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+// startWinch starts a long-running winch command and returns its log lines.
+func startWinch(t *testing.T, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := winchCmd(t, env, args...)
 	cmd.Stderr = t.Output()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -29,12 +44,6 @@ func winchProcess(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
 	return cmd, bufio.NewScanner(out)
 }
 
@@ -93,7 +102,7 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			queue := "sigterm-" + string(rune('a'+i))
-			cmd, lines := winchProcess(t, "worker", "--queues", queue, "--drain-timeout", tt.drain, "--ack-wait", "2s")
+			cmd, lines := startWinch(t, []string{"WINCH_EXECUTOR=process"}, "worker", "--queues", queue, "--drain-timeout", tt.drain, "--ack-wait", "2s")
 			waitLog(t, lines, "worker serving")
 			c := testClient(t)
 			sub, err := c.Submit(t.Context(), schema.Request{Command: "core.sleep", Params: map[string]any{"seconds": tt.seconds}, Queue: queue, Principal: "tester"})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,17 +42,12 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if err != nil {
 		return nil, nil, err
 	}
-	id := f.WorkerID
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	exec, release, err := f.executor(ctx, id, log)
+	exec, release, err := f.executor(ctx, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	w, err := worker.New(nc, worker.Config{
-		ID:           id,
+		ID:           f.WorkerID,
 		Queues:       splitList(f.Queues),
 		Concurrency:  f.Concurrency,
 		DrainTimeout: f.DrainTimeout,
@@ -76,7 +70,7 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 
 // executor picks how commands run: in containers when an engine answers
 // (or when asked to), else as plain processes, loudly.
-func (f *WorkerFlags) executor(ctx context.Context, workerID string, log *slog.Logger) (worker.Executor, func(), error) {
+func (f *WorkerFlags) executor(ctx context.Context, log *slog.Logger) (worker.Executor, func(), error) {
 	processExec := func() (worker.Executor, func(), error) {
 		log.Warn("the process executor runs commands on this host WITHOUT ISOLATION: no container, no limits beyond a timeout")
 		return &process.Executor{KillGrace: f.KillGrace}, func() {}, nil
@@ -94,7 +88,7 @@ func (f *WorkerFlags) executor(ctx context.Context, workerID string, log *slog.L
 		log.Warn("no docker engine answers; falling back to the process executor", "err", err)
 		return processExec()
 	}
-	exec := &docker.Executor{API: api, Worker: workerID, DefaultImage: f.DefaultImage, KillGrace: f.KillGrace, Logger: log}
+	exec := &docker.Executor{API: api, DefaultImage: f.DefaultImage, KillGrace: f.KillGrace, Logger: log}
 	if err := exec.CheckImage(ctx); err != nil {
 		api.Close()
 		return nil, nil, &ExitError{Code: exitUnavailable, Err: fmt.Errorf("%w, or run commands without isolation with WINCH_EXECUTOR=process", err)}

@@ -91,8 +91,6 @@ var ErrImageMissing = errors.New("image not found on the docker engine")
 // Executor runs each command in a container of its own.
 type Executor struct {
 	API API
-	// Worker names the worker in container labels.
-	Worker string
 	// DefaultImage runs commands whose module names none.
 	DefaultImage string
 	// KillGrace is how long a stopped command has between SIGTERM and
@@ -187,32 +185,29 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	}()
 	waitCtx, stopWaiting := context.WithCancel(context.Background())
 	defer stopWaiting()
-	waitC, waitErr := e.API.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
+	exited := e.wait(waitCtx, id, container.WaitConditionNextExit)
 	if inspect.State != nil && inspect.State.Running {
 		// A container of this attempt already runs (a redelivery): follow it
 		// rather than start a second.
 		e.log().Info("following the running container of this attempt", "container", id, "job", job.ID)
 	} else if inspect.State != nil && inspect.State.Status == "exited" {
 		return e.outcome(id, inspect.State.ExitCode)
+	} else if err := job.Starting(); err != nil {
+		return worker.Outcome{}, err
 	} else if err := e.API.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return worker.Outcome{}, fmt.Errorf("start container: %w", err)
 	}
 	job.Started(worker.StartInfo{Executor: Name, Image: ref + "@" + imageID})
 
-	var code int64
+	var res waitResult
 	select {
-	case res := <-waitC:
-		code = res.StatusCode
-	case err := <-waitErr:
-		return worker.Outcome{}, fmt.Errorf("wait for container: %w", err)
+	case res = <-exited:
 	case <-ctx.Done():
 		e.stop(id)
-		select {
-		case res := <-waitC:
-			code = res.StatusCode
-		case err := <-waitErr:
-			return worker.Outcome{}, fmt.Errorf("wait for the stopped container: %w", err)
-		}
+		res = <-exited
+	}
+	if res.err != nil {
+		return worker.Outcome{}, fmt.Errorf("wait for container: %w", res.err)
 	}
 	// The output stream ends with the container; give it the grace period
 	// to drain, then cut it.
@@ -222,7 +217,29 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		hj.Close()
 		<-copied
 	}
-	return e.outcome(id, int(code))
+	return e.outcome(id, int(res.code))
+}
+
+type waitResult struct {
+	code int64
+	err  error
+}
+
+// wait delivers the container's exit once. The client's own channels are
+// unbuffered and would keep its goroutine alive if nobody read them; this
+// one reads them until ctx ends.
+func (e *Executor) wait(ctx context.Context, id string, cond container.WaitCondition) <-chan waitResult {
+	out := make(chan waitResult, 1)
+	resC, errC := e.API.ContainerWait(ctx, id, cond)
+	go func() {
+		select {
+		case r := <-resC:
+			out <- waitResult{code: r.StatusCode}
+		case err := <-errC:
+			out <- waitResult{err: err}
+		}
+	}()
+	return out
 }
 
 func (e *Executor) outcome(id string, code int) (worker.Outcome, error) {
@@ -274,7 +291,7 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		Labels: map[string]string{
 			LabelJob:     job.ID,
 			LabelAttempt: strconv.Itoa(job.Attempt),
-			LabelWorker:  e.Worker,
+			LabelWorker:  job.Worker,
 			LabelCommand: job.Command,
 		},
 	}
@@ -354,11 +371,11 @@ func (e *Executor) stop(id string) {
 	if err := e.API.ContainerKill(ctx, id, "SIGTERM"); err != nil && !isGone(err) {
 		e.log().Warn("SIGTERM to container", "container", id, "err", err)
 	}
-	waitC, errC := e.API.ContainerWait(ctx, id, container.WaitConditionNotRunning)
 	select {
-	case <-waitC:
-		return
-	case <-errC:
+	case res := <-e.wait(ctx, id, container.WaitConditionNotRunning):
+		if res.err == nil {
+			return
+		}
 	case <-time.After(e.grace()):
 	}
 	if err := e.API.ContainerKill(ctx, id, "SIGKILL"); err != nil && !isGone(err) {
@@ -369,7 +386,13 @@ func (e *Executor) stop(id string) {
 func (e *Executor) remove(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := e.API.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+	err := e.API.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil, errdefs.IsNotFound(err):
+	case errdefs.IsConflict(err):
+		// Another run of the same attempt is removing it already.
+		e.log().Debug("remove container", "container", id, "err", err)
+	default:
 		e.log().Error("remove container", "container", id, "err", err)
 	}
 }

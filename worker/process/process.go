@@ -88,6 +88,9 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		// a background child still holds the pipes.
 		WaitDelay: grace,
 	}
+	if err := job.Starting(); err != nil {
+		return worker.Outcome{}, err
+	}
 	if err := cmd.Start(); err != nil {
 		return worker.Outcome{}, fmt.Errorf("cannot start %q: %w", argv[0], err)
 	}

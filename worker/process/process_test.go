@@ -44,7 +44,7 @@ func job(argv []string, params map[string]any) (*worker.Job, *buffer, *buffer) {
 	return &worker.Job{
 		ID: "j1", Attempt: 1, Command: "test.cmd", Spec: schema.CommandSpec{Run: argv},
 		Params: params, Env: append([]string{"WINCH_JOB_ID=j1"}, schema.ParamEnv(params)...),
-		Stdout: &out, Stderr: &errOut, Started: func(worker.StartInfo) {},
+		Stdout: &out, Stderr: &errOut, Starting: func() error { return nil }, Started: func(worker.StartInfo) {},
 	}, &out, &errOut
 }
 

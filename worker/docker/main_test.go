@@ -1,0 +1,148 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"go.uber.org/goleak"
+
+	"github.com/winchhq/winch/internal/jobtest"
+	"github.com/winchhq/winch/internal/testenv"
+	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/worker"
+	"github.com/winchhq/winch/worker/docker"
+)
+
+var (
+	natsURL string
+	// api is the real engine; dockerErr says why there is none.
+	api       *client.Client
+	dockerErr error
+)
+
+func TestMain(m *testing.M) {
+	jobtest.ChildMain(func(cfg *worker.Config) {
+		c, err := docker.Connect(context.Background())
+		if err != nil {
+			panic(err)
+		}
+		api = c
+		withDefaults(cfg)
+	})
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	api, dockerErr = docker.Connect(ctx)
+	if dockerErr == nil {
+		dockerErr = ensureToolbox(ctx)
+	}
+	dir, err := os.MkdirTemp("", "winch-docker-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	srv, err := testenv.StartNATS(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start nats:", err)
+		return 1
+	}
+	natsURL = srv.ClientURL()
+	code := m.Run()
+	srv.Stop()
+	if api != nil {
+		if n := removeLeftContainers(ctx); n > 0 {
+			fmt.Fprintf(os.Stderr, "%d containers with a winch label were left after the tests\n", n)
+			code = 1
+		}
+		api.Close()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// ensureToolbox builds winch-toolbox if the engine lacks it.
+func ensureToolbox(ctx context.Context) error {
+	_, err := api.ImageInspect(ctx, docker.DefaultImage)
+	if errdefs.IsNotFound(err) {
+		return docker.BuildToolbox(ctx, api, docker.DefaultImage, docker.BusyboxPath, io.Discard)
+	}
+	return err
+}
+
+func removeLeftContainers(ctx context.Context) int {
+	list, err := api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelJob))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "list containers:", err)
+		return 1
+	}
+	for _, c := range list {
+		fmt.Fprintln(os.Stderr, "left:", c.Names, c.Labels)
+		_ = api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	return len(list)
+}
+
+// newEnv is a test's queue and client, its workers running commands in
+// containers on the real engine.
+func newEnv(t *testing.T) *jobtest.Env {
+	t.Helper()
+	if dockerErr != nil {
+		testenv.Missing(t, "docker", dockerErr)
+	}
+	return jobtest.New(t, natsURL, withDefaults)
+}
+
+func withDefaults(cfg *worker.Config) {
+	if cfg.Catalog == nil {
+		cfg.Catalog = testCatalog()
+	}
+	if cfg.Executor == nil {
+		cfg.Executor = &docker.Executor{API: api, KillGrace: 500 * time.Millisecond}
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = 300 * time.Millisecond
+	}
+}
+
+func testCatalog() *modules.Catalog {
+	data, err := os.ReadFile("testdata/winch.yaml")
+	if err != nil {
+		panic(err)
+	}
+	m, err := modules.ParseManifest("testdata/winch.yaml", data)
+	if err != nil {
+		panic(err)
+	}
+	c, err := modules.NewCatalog(modules.Core(), m)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// containersOf lists the containers of a job, running or not.
+func containersOf(t *testing.T, job string) []container.Summary {
+	t.Helper()
+	list, err := api.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", docker.LabelJob+"="+job))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}

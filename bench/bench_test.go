@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -13,14 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
+	"github.com/winchhq/winch/worker/docker"
 	"github.com/winchhq/winch/worker/process"
 )
 
@@ -130,75 +136,86 @@ func BenchmarkRawJetStream(b *testing.B) {
 // concurrency 8 and measures throughput.
 func BenchmarkNoopJob(b *testing.B) {
 	for _, mode := range []string{"sequential", "pipelined"} {
-		b.Run(mode, func(b *testing.B) {
-			nc := server(b)
-			ctx := context.Background()
-			catalog, _ := modules.NewCatalog(modules.Core())
-			w, err := worker.New(nc, worker.Config{ID: "bench", Concurrency: 8, Catalog: catalog, Executor: &process.Executor{}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := w.Start(ctx); err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _ = w.Stop(ctx) }()
-			client, err := producer.New(ctx, nc, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-
-			var mu sync.Mutex
-			created := map[string]time.Time{}
-			var startLat, endLat []time.Duration
-			finished := make(chan struct{}, b.N)
-			sub, err := nc.Subscribe("winch.events.*.*", func(m *nats.Msg) {
-				var ev schema.Event
-				if json.Unmarshal(m.Data, &ev) != nil {
-					return
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				switch ev.Kind {
-				case schema.KindStarted:
-					startLat = append(startLat, ev.Time.Sub(created[ev.JobID]))
-				case schema.KindFinished:
-					endLat = append(endLat, time.Since(created[ev.JobID]))
-					if ev.State != schema.StateSucceeded {
-						fmt.Fprintln(os.Stderr, "job failed:", ev.Error)
-					}
-					finished <- struct{}{}
-				}
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _ = sub.Unsubscribe() }()
-
-			b.ResetTimer()
-			for range b.N {
-				id := schema.NewJobID()
-				now := time.Now()
-				mu.Lock()
-				created[id] = now
-				mu.Unlock()
-				if _, err := client.Submit(ctx, schema.Request{ID: id, Command: "core.true", Principal: "bench", CreatedAt: now}); err != nil {
-					b.Fatal(err)
-				}
-				if mode == "sequential" {
-					<-finished
-				}
-			}
-			if mode == "pipelined" {
-				for range b.N {
-					<-finished
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-			reportLatency(b, "enqueue-to-start", startLat)
-			reportLatency(b, "enqueue-to-finish", endLat)
-		})
+		b.Run(mode, func(b *testing.B) { noopJobs(b, mode, &process.Executor{}) })
 	}
+}
+
+// BenchmarkNoopJobDocker is the same path with the docker executor: each job
+// a container of its own, with every isolation default.
+func BenchmarkNoopJobDocker(b *testing.B) {
+	api := dockerAPI(b)
+	for _, mode := range []string{"sequential", "pipelined"} {
+		b.Run(mode, func(b *testing.B) { noopJobs(b, mode, &docker.Executor{API: api}) })
+	}
+}
+
+func noopJobs(b *testing.B, mode string, exec worker.Executor) {
+	nc := server(b)
+	ctx := context.Background()
+	catalog, _ := modules.NewCatalog(modules.Core())
+	w, err := worker.New(nc, worker.Config{ID: "bench", Concurrency: 8, Catalog: catalog, Executor: exec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = w.Stop(ctx) }()
+	client, err := producer.New(ctx, nc, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	var startLat, endLat []time.Duration
+	finished := make(chan struct{}, b.N)
+	sub, err := nc.Subscribe("winch.events.*.*", func(m *nats.Msg) {
+		var ev schema.Event
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Kind {
+		case schema.KindStarted:
+			startLat = append(startLat, ev.Time.Sub(created[ev.JobID]))
+		case schema.KindFinished:
+			endLat = append(endLat, time.Since(created[ev.JobID]))
+			if ev.State != schema.StateSucceeded {
+				fmt.Fprintln(os.Stderr, "job failed:", ev.Error)
+			}
+			finished <- struct{}{}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	b.ResetTimer()
+	for range b.N {
+		id := schema.NewJobID()
+		now := time.Now()
+		mu.Lock()
+		created[id] = now
+		mu.Unlock()
+		if _, err := client.Submit(ctx, schema.Request{ID: id, Command: "core.true", Principal: "bench", CreatedAt: now}); err != nil {
+			b.Fatal(err)
+		}
+		if mode == "sequential" {
+			<-finished
+		}
+	}
+	if mode == "pipelined" {
+		for range b.N {
+			<-finished
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	reportLatency(b, "enqueue-to-start", startLat)
+	reportLatency(b, "enqueue-to-finish", endLat)
 }
 
 // BenchmarkExecTrue is the executor's floor: os/exec running `true`, as the
@@ -209,4 +226,95 @@ func BenchmarkExecTrue(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func dockerAPI(b *testing.B) *client.Client {
+	b.Helper()
+	api, err := docker.Connect(context.Background())
+	if err != nil {
+		b.Skipf("no docker engine: %v", err)
+	}
+	b.Cleanup(func() { api.Close() })
+	if err := (&docker.Executor{API: api}).CheckImage(context.Background()); err != nil {
+		b.Skip(err)
+	}
+	return api
+}
+
+// BenchmarkDockerRunTrue is what a user would compare a container job with:
+// `docker run --rm` of the toolbox running `true`, with no network.
+func BenchmarkDockerRunTrue(b *testing.B) {
+	dockerAPI(b)
+	for range b.N {
+		if out, err := exec.Command("docker", "run", "--rm", "--network", "none", docker.DefaultImage, "true").CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+	}
+}
+
+// BenchmarkContainerExecutor is the docker executor alone, without NATS:
+// create (with every isolation default), copy the parameters in, attach,
+// start, wait, inspect and remove one container running `true`. The
+// per-step times show what a pool of pre-created containers could save.
+func BenchmarkContainerExecutor(b *testing.B) {
+	api := dockerAPI(b)
+	e := &docker.Executor{API: &timedAPI{API: api}}
+	t := e.API.(*timedAPI)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		job := &worker.Job{ID: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i), Attempt: 1, Worker: "bench", Command: "core.true",
+			Spec: schema.CommandSpec{Run: []string{"true"}}, Stdout: io.Discard, Stderr: io.Discard,
+			Starting: func() error { return nil }, Started: func(worker.StartInfo) {}}
+		if res, err := e.Run(ctx, job); err != nil || res.ExitCode != 0 {
+			b.Fatalf("run: %+v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	for _, step := range []string{"create", "start", "wait", "remove"} {
+		b.ReportMetric(float64(t.total[step].Microseconds())/float64(b.N), step+"-µs/op")
+	}
+}
+
+// timedAPI adds up the time of each step of a container's life.
+type timedAPI struct {
+	docker.API
+	total map[string]time.Duration
+}
+
+func (t *timedAPI) add(step string, began time.Time) {
+	if t.total == nil {
+		t.total = map[string]time.Duration{}
+	}
+	t.total[step] += time.Since(began)
+}
+
+func (t *timedAPI) ContainerCreate(ctx context.Context, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig, p *ocispec.Platform, name string) (container.CreateResponse, error) {
+	defer t.add("create", time.Now())
+	return t.API.ContainerCreate(ctx, cfg, host, net, p, name)
+}
+
+func (t *timedAPI) ContainerStart(ctx context.Context, id string, opts container.StartOptions) error {
+	defer t.add("start", time.Now())
+	return t.API.ContainerStart(ctx, id, opts)
+}
+
+func (t *timedAPI) ContainerWait(ctx context.Context, id string, cond container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+	began := time.Now()
+	res, errs := t.API.ContainerWait(ctx, id, cond)
+	out := make(chan container.WaitResponse, 1)
+	go func() {
+		select {
+		case r := <-res:
+			t.add("wait", began)
+			out <- r
+		case <-ctx.Done():
+		}
+	}()
+	return out, errs
+}
+
+func (t *timedAPI) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
+	defer t.add("remove", time.Now())
+	return t.API.ContainerRemove(ctx, id, opts)
 }

@@ -28,6 +28,10 @@ type Job struct {
 	Command string // module.command
 	Spec    schema.CommandSpec
 	Image   string
+	// ModuleDir holds the module's files at the pinned commit; executors
+	// copy them (never mount them) to where the command runs, /module in a
+	// container, and run the command there. Empty for the core module.
+	ModuleDir string
 	// Params are validated and normalized; Env carries them, and the job's
 	// identity, as WINCH_* variables. Executors write Params to a JSON file
 	// named by WINCH_PARAMS_FILE.

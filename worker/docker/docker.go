@@ -32,6 +32,7 @@ import (
 
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
+	"github.com/winchhq/winch/worker/files"
 )
 
 // Name is the executor's name in events and job states.
@@ -168,6 +169,11 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		if err := e.copyParams(ctx, id, job.Params); err != nil {
 			return worker.Outcome{}, err
 		}
+		if job.ModuleDir != "" {
+			if err := e.copyModule(ctx, id, job.ModuleDir); err != nil {
+				return worker.Outcome{}, err
+			}
+		}
 	}
 
 	// Attach and wait before starting, so that no output and no exit is
@@ -296,6 +302,14 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		},
 	}
 	pids := res.Pids
+	// Files are copied into volumes of the container's own (the read-only
+	// root takes no copies), removed with it: never bind mounts, so that
+	// this works when the worker itself runs in a container.
+	mounts := []mount.Mount{{Type: mount.TypeVolume, Target: paramsDir}}
+	if job.ModuleDir != "" {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Target: moduleDir})
+		cfg.WorkingDir = moduleDir
+	}
 	host := &container.HostConfig{
 		NetworkMode:    container.NetworkMode(netMode),
 		Privileged:     false,
@@ -303,9 +317,7 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		SecurityOpt:    []string{"no-new-privileges"},
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=64m"},
-		// The parameter file is copied into a volume of the container's own
-		// (the read-only root takes no copies), removed with it.
-		Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: paramsDir}},
+		Mounts:         mounts,
 		// Output reaches winch through the attach stream; the engine need
 		// not keep a second copy on disk.
 		LogConfig: container.LogConfig{Type: "none"},
@@ -331,8 +343,22 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 	return resp.ID, true, nil
 }
 
-// paramsDir holds the parameter file inside the container.
-const paramsDir = "/winch"
+// paramsDir holds the parameter file inside the container, moduleDir the
+// module's files.
+const (
+	paramsDir = "/winch"
+	moduleDir = "/module"
+)
+
+func (e *Executor) copyModule(ctx context.Context, id, dir string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(files.Tar(dir, pw)) }()
+	if err := e.API.CopyToContainer(ctx, id, moduleDir, pr, container.CopyToContainerOptions{}); err != nil {
+		_ = pr.CloseWithError(err)
+		return fmt.Errorf("copy the module's files into the container: %w", err)
+	}
+	return nil
+}
 
 func (e *Executor) copyParams(ctx context.Context, id string, params map[string]any) error {
 	data, err := json.Marshal(params)

@@ -114,8 +114,23 @@ func TestCancelAndTimeoutEndTheContainer(t *testing.T) {
 
 	id := e.Submit("core.sleep", map[string]any{"seconds": 60})
 	e.WaitFor(id, schema.KindStarted)
-	if n := len(containersOf(t, id)); n != 1 {
-		t.Fatalf("%d containers for a running job", n)
+	list := containersOf(t, id)
+	if len(list) != 1 {
+		t.Fatalf("%d containers for a running job", len(list))
+	}
+	// The container as the engine sees it: the defaults of an unlimited
+	// manifest, named and labelled for the job.
+	info, err := api.ContainerInspect(t.Context(), list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := info.HostConfig
+	if info.Name != "/"+docker.ContainerName(id, 1) || info.Config.Labels[docker.LabelCommand] != "core.sleep" ||
+		hc.Privileged || !hc.ReadonlyRootfs || len(hc.CapDrop) != 1 || hc.CapDrop[0] != "ALL" ||
+		len(hc.SecurityOpt) != 1 || hc.SecurityOpt[0] != "no-new-privileges" || hc.NetworkMode != "none" ||
+		hc.Memory != int64(docker.Defaults.Memory) || hc.NanoCPUs != 1e9 || hc.PidsLimit == nil || *hc.PidsLimit != docker.Defaults.Pids ||
+		len(hc.Binds) != 0 || info.Config.User != docker.User {
+		t.Fatalf("container %s: user %q, host config %+v", info.Name, info.Config.User, hc)
 	}
 	began := time.Now()
 	if _, err := e.Client.Cancel(t.Context(), id, "tester"); err != nil {
@@ -323,5 +338,37 @@ func TestTwentyJobsOnTwoWorkers(t *testing.T) {
 	}
 	if count[w1.ID()] == 0 || count[w2.ID()] == 0 {
 		t.Fatalf("jobs per worker: %v", count)
+	}
+}
+
+// The module's files are copied in at /module, where the command runs and
+// can read them but not change them.
+func TestModuleFilesAreCopiedIn(t *testing.T) {
+	t.Parallel()
+	if dockerErr != nil {
+		testenv.Missing(t, "docker", dockerErr)
+	}
+	mod := t.TempDir()
+	if err := os.MkdirAll(mod+"/scripts", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "echo hello from $(pwd); if touch /module/new 2>/dev/null; then echo module=writable; else echo module=readonly; fi\n"
+	if err := os.WriteFile(mod+"/scripts/hello.sh", []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	var mu sync.Mutex
+	job := &worker.Job{ID: fmt.Sprintf("module-files-%d", time.Now().UnixNano()), Attempt: 1, Worker: "w", Command: "x.y",
+		Spec: schema.CommandSpec{Run: []string{"sh", "scripts/hello.sh"}}, ModuleDir: mod,
+		Stdout: writerFunc(func(p []byte) { mu.Lock(); out.Write(p); mu.Unlock() }), Stderr: writerFunc(func([]byte) {}),
+		Starting: func() error { return nil }, Started: func(worker.StartInfo) {}}
+	res, err := (&docker.Executor{API: api}).Run(context.Background(), job)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run: %+v %v", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if out.String() != "hello from /module\nmodule=readonly\n" {
+		t.Fatalf("output %q", out.String())
 	}
 }

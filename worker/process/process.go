@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/winchhq/winch/worker"
+	"github.com/winchhq/winch/worker/files"
 )
 
 // Name is the executor's name in events and job states.
@@ -60,6 +62,12 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		return worker.Outcome{}, fmt.Errorf("write parameters: %w", err)
 	}
 
+	workDir := dir
+	if job.ModuleDir != "" {
+		if workDir, err = copyModule(job.ModuleDir, dir); err != nil {
+			return worker.Outcome{}, err
+		}
+	}
 	argv := job.Spec.Run
 	path, err := lookPath(argv[0])
 	if err != nil {
@@ -68,7 +76,7 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
-		Dir:    dir,
+		Dir:    workDir,
 		Stdout: job.Stdout,
 		Stderr: job.Stderr,
 		Env: append([]string{
@@ -114,6 +122,22 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	// Leave nothing of the job behind: background children die with it.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	return outcome(waitErr)
+}
+
+// copyModule copies the module's files into the job's directory, so that
+// the command cannot change the worker's copy.
+func copyModule(src, jobDir string) (string, error) {
+	dst := filepath.Join(jobDir, "module")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return "", err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(files.Tar(src, pw)) }()
+	if err := files.Untar(pr, dst); err != nil {
+		_ = pr.CloseWithError(err)
+		return "", fmt.Errorf("copy the module's files: %w", err)
+	}
+	return dst, nil
 }
 
 func outcome(err error) (worker.Outcome, error) {

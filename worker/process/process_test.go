@@ -162,3 +162,26 @@ func TestParamsFileIsPrivateAndRemoved(t *testing.T) {
 		t.Fatalf("params file %s still exists after the job: %v", lines[1], err)
 	}
 }
+
+func TestModuleFilesAreCopiedIn(t *testing.T) {
+	t.Parallel()
+	mod := t.TempDir()
+	if err := os.MkdirAll(mod+"/scripts", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "echo hello from $(basename $(pwd)); echo overwritten > scripts/hello.sh\n"
+	if err := os.WriteFile(mod+"/scripts/hello.sh", []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, out, _ := job([]string{"sh", "scripts/hello.sh"}, nil)
+	j.ModuleDir = mod
+	if res, err := (&process.Executor{}).Run(context.Background(), j); err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run: %+v %v", res, err)
+	}
+	if out.String() != "hello from module\n" {
+		t.Fatalf("output %q", out.String())
+	}
+	if data, _ := os.ReadFile(mod + "/scripts/hello.sh"); string(data) != script {
+		t.Fatal("the command changed the worker's copy of the module")
+	}
+}

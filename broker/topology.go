@@ -87,6 +87,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		MaxAge:      t.EventsMaxAge,
 		Duplicates:  t.DuplicateWindow,
 		Replicas:    t.Replicas,
+		// Every follower (winch run, winch logs -f) is a consumer while it
+		// follows; the server's default of 1000 per stream is too few.
+		MaxConsumers: 100_000,
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", EventsStream, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -48,6 +49,10 @@ func (c *Client) Follow(ctx context.Context, id string, mode FollowMode, fn func
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{broker.JobEventsFilter(id)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		// The client does not delete an ordered consumer when it stops; the
+		// server does once it is idle this long. The default (5m) lets a busy
+		// CLI pile up a thousand of them, the server's per-stream default limit.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return last, fmt.Errorf("follow %s: %w", id, err)
@@ -56,6 +61,16 @@ func (c *Client) Follow(ctx context.Context, id string, mode FollowMode, fn func
 	if err != nil {
 		return last, fmt.Errorf("follow %s: %w", id, err)
 	}
+	defer func() {
+		// Delete it now rather than leave it to the idle timeout: a
+		// thousand followers a minute would otherwise fill the stream's
+		// consumer limit.
+		if info := cons.CachedInfo(); info != nil {
+			delCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = stream.DeleteConsumer(delCtx, info.Name)
+			cancel()
+		}
+	}()
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {

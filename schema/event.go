@@ -70,6 +70,11 @@ type Event struct {
 	// Where it ran, on started events.
 	Executor string `json:"executor,omitempty"`
 	Image    string `json:"image,omitempty"`
+
+	// When the job was asked for and when its command started, on events
+	// that end a job, so that the audit has the whole job from one event.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // MsgID is the event's Nats-Msg-Id.

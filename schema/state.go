@@ -39,6 +39,9 @@ type JobState struct {
 	Command   string `json:"command,omitempty"`
 	Principal string `json:"principal,omitempty"`
 	Queue     string `json:"queue,omitempty"`
+	// Params are the job's parameters, secrets masked, once a worker has
+	// validated them.
+	Params map[string]any `json:"params,omitempty"`
 
 	// Worker holds the job while it is running; HeartbeatAt is refreshed by
 	// it, and a running job whose heartbeat is older than the lease has lost
@@ -79,7 +82,10 @@ func DecodeJobState(data []byte) (JobState, error) {
 func (s JobState) Encode() []byte {
 	b, err := json.Marshal(s)
 	if err != nil {
-		panic(fmt.Sprintf("schema: encode job state: %v", err)) // only plain fields: cannot fail
+		// Only Params can fail to encode (validated params cannot); keep the
+		// state without them rather than lose it.
+		s.Params = map[string]any{"_error": "parameters could not be encoded: " + err.Error()}
+		b, _ = json.Marshal(s)
 	}
 	return b
 }
@@ -94,5 +100,6 @@ func (s JobState) FinalEvent() Event {
 		JobID: s.JobID, Attempt: s.Attempt, Seq: s.FinalSeq, Time: s.FinishedAt,
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
 		Worker: s.Worker, Command: s.Command, Principal: s.Principal, Queue: s.Queue,
+		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt,
 	}
 }

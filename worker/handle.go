@@ -43,25 +43,28 @@ func (w *Worker) handle(msg jetstream.Msg) {
 
 	req, err := schema.DecodeRequest(msg.Data())
 	if err != nil {
-		w.reject(ctx, msg, rejectedID(msg, meta), req, err)
+		w.reject(ctx, msg, rejectedID(msg, meta), schema.Request{}, err)
 		return
 	}
 	if principal, ok := broker.PrincipalOf(msg.Subject()); !ok || principal != req.Principal {
+		req.Params = nil
 		w.reject(ctx, msg, req.ID, req, fmt.Errorf("principal %q in the request does not match the subject %s, which names who published it", req.Principal, msg.Subject()))
 		return
 	}
 	cmd, err := w.cfg.Catalog.Lookup(req.Command)
 	if err != nil {
+		req.Params = nil // which of them are secret is not known: keep none
 		w.reject(ctx, msg, req.ID, req, err)
 		return
 	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
 	if err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
 		w.reject(ctx, msg, req.ID, req, fmt.Errorf("invalid parameters for %s: %w", req.Command, err))
 		return
 	}
 
-	st, rev, verdict, err := w.claim(ctx, req, cmd)
+	st, rev, verdict, err := w.claim(ctx, req, cmd, cmd.Spec.MaskParams(params))
 	log := w.log.With("job", req.ID, "command", req.Command)
 	switch {
 	case err != nil && lastTry:
@@ -108,7 +111,7 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, id string, req s
 	now := time.Now().UTC()
 	st := schema.JobState{
 		JobID: id, State: schema.StateRejected, Command: req.Command, Principal: req.Principal,
-		Queue: req.Queue, CreatedAt: req.CreatedAt, Attempt: 1, Worker: w.cfg.ID,
+		Queue: req.Queue, Params: req.Params, CreatedAt: req.CreatedAt, Attempt: 1, Worker: w.cfg.ID,
 		FinishedAt: now, Error: reason.Error(), FinalSeq: 1,
 	}
 	final, err := w.settle(ctx, id, func(cur *schema.JobState) bool {
@@ -134,7 +137,7 @@ const (
 // claim takes the job in the state bucket with compare-and-set, so that it
 // runs on one worker at a time. It decides, from what the bucket says,
 // whether to run the job, drop the request, or leave it for later.
-func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Command) (schema.JobState, uint64, verdict, error) {
+func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Command, masked map[string]any) (schema.JobState, uint64, verdict, error) {
 	for range 10 {
 		now := time.Now().UTC()
 		entry, err := w.state.Get(ctx, req.ID)
@@ -189,6 +192,7 @@ func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Comm
 		claimed.StartedAt = time.Time{}
 		claimed.Retry = cmd.Spec.Retry
 		claimed.Executor = w.cfg.Executor.Name()
+		claimed.Params = masked
 		var rev uint64
 		if entry == nil {
 			rev, err = w.state.Create(ctx, req.ID, claimed.Encode())
@@ -403,7 +407,7 @@ func (r *run) execute() {
 	}
 
 	r.emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: r.req.Command,
-		Principal: r.req.Principal, Queue: r.req.Queue, Params: spec.MaskParams(r.params)})
+		Principal: r.req.Principal, Queue: r.req.Queue, Params: spec.MaskParams(r.params), CreatedAt: r.req.CreatedAt})
 
 	var keepers sync.WaitGroup
 	keepers.Add(2)

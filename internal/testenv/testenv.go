@@ -6,8 +6,14 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,4 +49,69 @@ func StartNATS(dir string) (*broker.Server, error) {
 		return nil, err
 	}
 	return srv, nil
+}
+
+// ClickHouse is a ClickHouse server of the tests' own, started with
+// ops/clickhouse.sh in a directory of its own on a free port.
+type ClickHouse struct {
+	Dir  string
+	Port int
+}
+
+// DSN is the server's address for winch, with database db.
+func (c *ClickHouse) DSN(db string) string {
+	return fmt.Sprintf("clickhouse://127.0.0.1:%d/%s", c.Port, db)
+}
+
+// StartClickHouse starts a server in dir. It fails when clickhouse-server
+// is not installed (ops/clickhouse.sh install, or CI, installs it).
+func StartClickHouse(dir string) (*ClickHouse, error) {
+	if _, err := exec.LookPath("clickhouse-server"); err != nil {
+		return nil, fmt.Errorf("clickhouse-server is not installed (ops/clickhouse.sh install): %w", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	c := &ClickHouse{Dir: dir, Port: port}
+	return c, c.Start()
+}
+
+// Start starts the server (again).
+func (c *ClickHouse) Start() error { return c.script("start", c.Dir, strconv.Itoa(c.Port)) }
+
+// Stop stops it and waits until it is gone.
+func (c *ClickHouse) Stop() error { return c.script("stop", c.Dir) }
+
+func (c *ClickHouse) script(args ...string) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(root, "ops", "clickhouse.sh"), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ops/clickhouse.sh %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// repoRoot is the directory of go.mod above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }

@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Go packages whose tests share goroutines: run them under the race detector.
 PKGS    := ./...
 
-.PHONY: build images run test lint bench fuzz clean
+.PHONY: build images services clickhouse run test lint bench fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/winch
@@ -28,7 +28,18 @@ images: build
 run: images
 	./$(BIN) dev
 
-test: lint images
+# What the tests need installed: ClickHouse (Debian's package; the tests start
+# their own servers with ops/clickhouse.sh). NATS is embedded; Docker is the
+# machine's.
+services:
+	ops/clickhouse.sh install
+
+# A ClickHouse for development on 127.0.0.1:9000, data in .data/clickhouse:
+#   make clickhouse && WINCH_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/winch make run
+clickhouse:
+	ops/clickhouse.sh start .data/clickhouse 9000
+
+test: lint images services
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
@@ -48,4 +59,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./modules/
 
 clean:
-	rm -rf bin
+	-ops/clickhouse.sh stop .data/clickhouse
+	rm -rf bin .data

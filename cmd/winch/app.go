@@ -49,16 +49,19 @@ type CLI struct {
 	Ps       PsCmd       `cmd:"" help:"List queued and running jobs."`
 	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: a queued one never starts, a running one is stopped."`
 	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
+	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
+	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
 }
 
 // Globals are the flags every command takes.
 type Globals struct {
-	NatsURL   string `name:"nats-url" env:"WINCH_NATS_URL" default:"${default_nats_url}" help:"NATS server to use (dev and broker listen on it)."`
-	Principal string `env:"WINCH_PRINCIPAL" help:"Who you are, for requests and the audit (default: your user name)."`
-	Output    string `short:"o" env:"WINCH_OUTPUT" enum:"text,json" default:"text" help:"Output format of commands that print: text or json (events as JSON lines)."`
-	LogLevel  string `env:"WINCH_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level (${enum})."`
-	LogFormat string `env:"WINCH_LOG_FORMAT" enum:"auto,text,json" default:"auto" help:"Log format: text on a terminal and json otherwise when auto (${enum})."`
+	NatsURL       string `name:"nats-url" env:"WINCH_NATS_URL" default:"${default_nats_url}" help:"NATS server to use (dev and broker listen on it)."`
+	Principal     string `name:"as" env:"WINCH_PRINCIPAL" help:"Who you are, for requests and the audit (default: your user name)."`
+	Output        string `short:"o" env:"WINCH_OUTPUT" enum:"text,json,csv" default:"text" help:"Output format of commands that print: text or json (events as JSON lines); winch audit also csv."`
+	ClickHouseDSN string `name:"clickhouse-dsn" env:"WINCH_CLICKHOUSE_DSN" help:"The audit store, like clickhouse://127.0.0.1:9000/winch (native protocol)."`
+	LogLevel      string `env:"WINCH_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level (${enum})."`
+	LogFormat     string `env:"WINCH_LOG_FORMAT" enum:"auto,text,json" default:"auto" help:"Log format: text on a terminal and json otherwise when auto (${enum})."`
 
 	stdio Stdio
 }
@@ -230,6 +233,16 @@ func (g *Globals) catalog() (*modules.Catalog, error) {
 }
 
 func (g *Globals) jsonOutput() bool { return g.Output == "json" }
+
+// outputOneOf says, for a command, which output formats it has.
+func (g *Globals) outputOneOf(formats ...string) error {
+	for _, f := range formats {
+		if g.Output == f {
+			return nil
+		}
+	}
+	return usageError("--output %s is not available here; use %s", g.Output, strings.Join(formats, " or "))
+}
 
 func splitList(vals []string) []string {
 	var out []string

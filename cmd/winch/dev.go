@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +15,7 @@ import (
 type DevCmd struct {
 	DataDir string `env:"WINCH_DATA_DIR" help:"Where JetStream keeps its files (default: winch under your cache dir)."`
 	WorkerFlags
+	SinkFlags
 }
 
 // Run serves until SIGTERM or SIGINT, then drains the worker and stops the
@@ -46,6 +48,11 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer release()
+	if g.ClickHouseDSN != "" {
+		log.Info("the audit sink runs too: events go to ClickHouse", "dsn", redactDSN(g.ClickHouseDSN))
+		stopSink := c.SinkFlags.start(ctx, g, nc, log)
+		defer stopSink()
+	}
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))
 	<-ctx.Done()
@@ -65,4 +72,13 @@ func dataDir(dir string) (string, error) {
 		return "", fmt.Errorf("data dir: %w", err)
 	}
 	return dir, nil
+}
+
+// redactDSN hides a password in a DSN before it is logged.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
 }

@@ -17,8 +17,12 @@ type LogsCmd struct {
 	Follow bool   `short:"f" help:"Keep following until the job ends."`
 }
 
-// Run replays (or follows) the job's events.
+// Run replays (or follows) the job's events, from the events stream or,
+// for a job older than it keeps, from the audit store.
 func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return err
+	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -28,8 +32,45 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Follow {
 		mode = producer.UntilDone
 	}
-	_, err = client.Follow(ctx, c.Job, mode, newEventRenderer(g, true))
-	return notFoundIsUsage(err)
+	render := newEventRenderer(g, true)
+	if mode == producer.Replay || !c.streamLacks(ctx, client) {
+		_, err = client.Follow(ctx, c.Job, mode, render)
+		if !errors.Is(err, producer.ErrNoEvents) {
+			return notFoundIsUsage(err)
+		}
+	}
+	if g.ClickHouseDSN == "" {
+		return notFoundIsUsage(fmt.Errorf("%w: %s (set WINCH_CLICKHOUSE_DSN to read older jobs from the audit store)", producer.ErrNoEvents, c.Job))
+	}
+	store, err := g.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	events, err := store.Events(ctx, c.Job)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("no events for job %s in the events stream or the audit store", c.Job)}
+	}
+	for _, ev := range events {
+		if err := render(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// streamLacks reports whether a job that is over has no events left in the
+// stream, so that following it would wait forever.
+func (c *LogsCmd) streamLacks(ctx context.Context, client *producer.Client) bool {
+	st, err := client.Status(ctx, c.Job)
+	if err == nil && !st.State.Terminal() {
+		return false
+	}
+	_, err = client.Follow(ctx, c.Job, producer.Replay, func(schema.Event) error { return nil })
+	return errors.Is(err, producer.ErrNoEvents)
 }
 
 // StatusCmd is `winch status JOB`.
@@ -39,6 +80,9 @@ type StatusCmd struct {
 
 // Run prints the job's state.
 func (c *StatusCmd) Run(ctx context.Context, g *Globals) error {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return err
+	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -61,6 +105,9 @@ type PsCmd struct {
 
 // Run lists jobs.
 func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return err
+	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -91,6 +138,9 @@ type CancelCmd struct {
 
 // Run cancels the job and, for a running one, waits until it has ended.
 func (c *CancelCmd) Run(ctx context.Context, g *Globals) error {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return err
+	}
 	principal, err := g.principal()
 	if err != nil {
 		return err
@@ -132,6 +182,9 @@ type CommandsCmd struct{}
 
 // Run prints the command tree.
 func (c *CommandsCmd) Run(g *Globals) error {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return err
+	}
 	catalog, err := g.catalog()
 	if err != nil {
 		return err

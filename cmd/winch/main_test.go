@@ -10,6 +10,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
 
+	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
@@ -18,8 +19,13 @@ import (
 )
 
 // natsURL is the embedded server the scripts talk to; a worker in the test
-// process serves its default queue.
-var natsURL string
+// process serves its default queue, and a sink moves events into the tests'
+// ClickHouse (clickhouseDSN; chErr says why there is none).
+var (
+	natsURL       string
+	clickhouseDSN string
+	chErr         error
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv("WINCH_TEST_RUN_MAIN") == "1" {
@@ -53,7 +59,16 @@ func (w withServices) Run() int {
 		srv.Stop()
 		return 1
 	}
+	stopSink := func() {}
+	ch, err := testenv.StartClickHouse(dir + "/clickhouse")
+	if err == nil {
+		clickhouseDSN = ch.DSN("winch_cli")
+		stopSink, err = startSink()
+		defer ch.Stop()
+	}
+	chErr = err
 	code := w.m.Run()
+	stopSink()
 	stopWorker()
 	srv.Stop()
 	if code == 0 {
@@ -76,7 +91,7 @@ func startWorker() (func(), error) {
 		return nil, err
 	}
 	w, err := worker.New(nc, worker.Config{
-		ID: "cli-test-worker", Concurrency: 4, Catalog: catalog,
+		ID: "cli-test-worker", Concurrency: 8, Catalog: catalog,
 		Executor: &process.Executor{KillGrace: 500 * time.Millisecond},
 		Topology: broker.Topology{AckWait: 2 * time.Second},
 	})
@@ -90,11 +105,44 @@ func startWorker() (func(), error) {
 	return func() { _ = w.Stop(ctx); nc.Close() }, nil
 }
 
+func startSink() (func(), error) {
+	ctx := context.Background()
+	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: natsURL})
+	if err != nil {
+		return nil, err
+	}
+	store, err := audit.Open(ctx, clickhouseDSN, nil)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	sink, err := audit.NewSink(nc, store, audit.SinkConfig{MaxWait: 100 * time.Millisecond})
+	if err == nil {
+		err = sink.Start(ctx)
+	}
+	if err != nil {
+		store.Close()
+		nc.Close()
+		return nil, err
+	}
+	return func() { _ = sink.Stop(ctx); store.Close(); nc.Close() }, nil
+}
+
 func TestScripts(t *testing.T) {
 	t.Parallel()
+	if chErr != nil && testenv.Required("clickhouse") {
+		t.Fatalf("clickhouse is required (WINCH_TEST_REQUIRE) but not available: %v", chErr)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Condition: func(cond string) (bool, error) {
+			if cond == "clickhouse" {
+				return chErr == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Setup: func(env *testscript.Env) error {
+			env.Setenv("WINCH_CLICKHOUSE_DSN", clickhouseDSN)
 			env.Setenv("WINCH_NATS_URL", natsURL)
 			env.Setenv("WINCH_NATS_URL_SAVED", natsURL)
 			env.Setenv("WINCH_PRINCIPAL", "tester")

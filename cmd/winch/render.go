@@ -43,8 +43,10 @@ func newEventRenderer(g *Globals, all bool) func(schema.Event) error {
 
 // writeEventText writes one event as text; a log event is one line for
 // each line of its output.
-func writeEventText(w io.Writer, ev schema.Event) error {
-	ts := ev.Time.Local().Format("2006-01-02 15:04:05.000")
+func writeEventText(w io.Writer, ev schema.Event) error { return writeEventTextIn(w, ev, time.Local) }
+
+func writeEventTextIn(w io.Writer, ev schema.Event, loc *time.Location) error {
+	ts := ev.Time.In(loc).Format("2006-01-02 15:04:05.000")
 	if ev.Kind == schema.KindLog {
 		for _, line := range strings.SplitAfter(ev.Data, "\n") {
 			if line == "" {

@@ -50,6 +50,13 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 			t.Fatalf("EnsureQueue: %v", err)
 		}
 	}
+	// A changed setting is applied to the existing stream.
+	if err := broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second, EventsMaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := js.Stream(ctx, broker.EventsStream); err != nil || ev.CachedInfo().Config.MaxAge != time.Hour {
+		t.Fatalf("events stream after a changed Ensure: %v", err)
+	}
 	info, err := js.Stream(ctx, broker.JobsStream)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,7 +68,7 @@ func (t Topology) HeartbeatInterval() time.Duration { return t.WithDefaults().Ac
 // every process that needs them may call it at start.
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	t = t.WithDefaults()
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        JobsStream,
 		Description: "winch requests; one durable consumer per queue",
 		Subjects:    []string{jobsPrefix + ">"},
@@ -78,7 +80,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", JobsStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "everything that happens to winch jobs, per job in order",
 		Subjects:    []string{eventsPrefix + ">"},
@@ -93,7 +95,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", EventsStream, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
 		Description: "the latest state of each winch job",
 		History:     1,
@@ -103,7 +105,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", StateBucket, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      ModulesBucket,
 		Description: "winch module registry",
 		History:     5,
@@ -113,6 +115,48 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		return fmt.Errorf("ensure bucket %s: %w", ModulesBucket, err)
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its configuration
+// differs in what winch sets. An update of an unchanged stream is not free
+// (the server rewrites its store's configuration), and every worker calls
+// this at start.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	for range 3 {
+		s, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, err = js.CreateStream(ctx, want); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // created by another process just now: compare with it
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		have := s.CachedInfo().Config
+		if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+			have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
+			have.Duplicates == want.Duplicates && have.Replicas == want.Replicas &&
+			have.MaxMsgSize == want.MaxMsgSize && have.MaxConsumers == want.MaxConsumers {
+			return nil
+		}
+		_, err = js.UpdateStream(ctx, want)
+		return err
+	}
+	return fmt.Errorf("stream %s keeps changing", want.Name)
+}
+
+// ensureBucket does for a key-value bucket what ensureStream does.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+	if s, err := js.Stream(ctx, "KV_"+want.Bucket); err == nil {
+		have := s.CachedInfo().Config
+		if have.Description == want.Description && have.MaxMsgsPerSubject == int64(want.History) &&
+			have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage {
+			return nil
+		}
+	}
+	_, err := js.CreateOrUpdateKeyValue(ctx, want)
+	return err
 }
 
 // EnsureQueue creates or updates the durable consumer that the workers of

@@ -147,13 +147,26 @@ func BenchmarkSinkLag(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = sink.Stop(ctx) }()
+	type marker struct {
+		id   string
+		sent time.Time
+	}
 	var lags []time.Duration
 	for range b.N {
-		type marker struct {
-			id   string
-			sent time.Time
-		}
-		var markers []marker
+		markers := make(chan marker, 1000)
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			for m := range markers {
+				for {
+					if n, err := store.CountEvents(ctx, m.id); err == nil && n > 0 {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				lags = append(lags, time.Since(m.sent))
+			}
+		}()
 		began := time.Now()
 		for i := 0; time.Since(began) < 5*time.Second; i++ {
 			ev := benchEvent(i)
@@ -163,19 +176,12 @@ func BenchmarkSinkLag(b *testing.B) {
 				b.Fatal(err)
 			}
 			if i%500 == 0 {
-				markers = append(markers, marker{ev.JobID, time.Now()})
+				markers <- marker{ev.JobID, time.Now()}
 			}
 			time.Sleep(time.Until(began.Add(time.Duration(i+1) * 200 * time.Microsecond)))
 		}
-		for _, m := range markers {
-			for {
-				if n, err := store.CountEvents(ctx, m.id); err == nil && n > 0 {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			lags = append(lags, time.Since(m.sent))
-		}
+		close(markers)
+		<-polled
 	}
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
 	reportLatency(b, "publish-to-queryable", lags)

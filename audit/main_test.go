@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/internal/jobtest"
@@ -26,34 +25,16 @@ var (
 	chErr error
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "winch-audit-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	srv, err := testenv.StartNATS(dir + "/nats")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start nats:", err)
-		return 1
-	}
-	natsURL = srv.ClientURL()
-	ch, chErr = testenv.StartClickHouse(dir + "/clickhouse")
-	code := m.Run()
-	if chErr == nil {
-		_ = ch.Stop()
-	}
-	srv.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
+func TestMain(m *testing.M) {
+	os.Exit(testenv.WithNATS(func(dir, url string) int {
+		natsURL = url
+		ch, chErr = testenv.StartClickHouse(filepath.Join(dir, "clickhouse"))
+		code := m.Run()
+		if chErr == nil {
+			_ = ch.Stop()
 		}
-	}
-	return code
+		return code
+	}))
 }
 
 var dbSeq atomic.Int64

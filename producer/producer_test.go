@@ -3,13 +3,11 @@ package producer_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/testenv"
@@ -20,27 +18,10 @@ import (
 var natsURL string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "winch-producer-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv, err := testenv.StartNATS(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	natsURL = srv.ClientURL()
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.WithNATS(func(_, url string) int {
+		natsURL = url
+		return m.Run()
+	}))
 }
 
 func connect(t *testing.T) *nats.Conn {

@@ -2,12 +2,9 @@ package worker_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
@@ -27,27 +24,10 @@ func TestMain(m *testing.M) {
 			cfg.Executor = hangExecutor{}
 		}
 	})
-	dir, err := os.MkdirTemp("", "winch-worker-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv, err := testenv.StartNATS(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start nats:", err)
-		os.Exit(1)
-	}
-	natsURL = srv.ClientURL()
-	code := m.Run()
-	srv.Stop()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testenv.WithNATS(func(_, url string) int {
+		natsURL = url
+		return m.Run()
+	}))
 }
 
 func newEnv(t *testing.T) *jobtest.Env { return jobtest.New(t, natsURL, withDefaults) }
@@ -62,21 +42,7 @@ func withDefaults(cfg *worker.Config) {
 	}
 }
 
-func testCatalog() *modules.Catalog {
-	data, err := os.ReadFile("testdata/winch.yaml")
-	if err != nil {
-		panic(err)
-	}
-	m, err := modules.ParseManifest("testdata/winch.yaml", data)
-	if err != nil {
-		panic(err)
-	}
-	c, err := modules.NewCatalog(modules.Core(), m)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
+func testCatalog() *modules.Catalog { return jobtest.Catalog("testdata/winch.yaml") }
 
 // hangExecutor never starts the command: a worker that dies while it holds
 // a claimed job that has not started yet.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"go.uber.org/goleak"
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
@@ -41,43 +41,26 @@ func TestMain(m *testing.M) {
 type withServices struct{ m *testing.M }
 
 func (w withServices) Run() int {
-	dir, err := os.MkdirTemp("", "winch-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	srv, err := testenv.StartNATS(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start nats:", err)
-		return 1
-	}
-	natsURL = srv.ClientURL()
-	stopWorker, err := startWorker()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start worker:", err)
-		srv.Stop()
-		return 1
-	}
-	stopSink := func() {}
-	ch, err := testenv.StartClickHouse(dir + "/clickhouse")
-	if err == nil {
-		clickhouseDSN = ch.DSN("winch_cli")
-		stopSink, err = startSink()
-		defer ch.Stop()
-	}
-	chErr = err
-	code := w.m.Run()
-	stopSink()
-	stopWorker()
-	srv.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
+	return testenv.WithNATS(func(dir, url string) int {
+		natsURL = url
+		stopWorker, err := startWorker()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "start worker:", err)
+			return 1
 		}
-	}
-	return code
+		defer stopWorker()
+		ch, err := testenv.StartClickHouse(filepath.Join(dir, "clickhouse"))
+		if err == nil {
+			defer ch.Stop()
+			clickhouseDSN = ch.DSN("winch_cli")
+			var stopSink func()
+			if stopSink, err = startSink(); err == nil {
+				defer stopSink()
+			}
+		}
+		chErr = err
+		return w.m.Run()
+	})
 }
 
 func startWorker() (func(), error) {

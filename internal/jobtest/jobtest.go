@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
@@ -311,4 +312,22 @@ func childWorker(config func(cfg *worker.Config)) int {
 	<-ctx.Done()
 	_ = w.Stop(context.Background())
 	return 0
+}
+
+// Catalog is the core module plus the test module in the manifest at path;
+// it panics on a bad manifest, which is a bug in the test.
+func Catalog(path string) *modules.Catalog {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	m, err := modules.ParseManifest(path, data)
+	if err != nil {
+		panic(err)
+	}
+	c, err := modules.NewCatalog(modules.Core(), m)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

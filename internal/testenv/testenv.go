@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/winchhq/winch/broker"
 )
 
@@ -114,4 +116,31 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// WithNATS runs a package's tests (run) against an embedded NATS server in
+// a fresh directory, then stops it, removes the directory and, if the tests
+// passed, fails them for any goroutine left running. It returns the exit
+// code for TestMain.
+func WithNATS(run func(dir, url string) int) int {
+	dir, err := os.MkdirTemp("", "winch-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	srv, err := StartNATS(filepath.Join(dir, "nats"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start nats:", err)
+		return 1
+	}
+	code := run(dir, srv.ClientURL())
+	srv.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
-	"go.uber.org/goleak"
 
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
@@ -37,43 +36,23 @@ func TestMain(m *testing.M) {
 		api = c
 		withDefaults(cfg)
 	})
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	ctx := context.Background()
-	api, dockerErr = docker.Connect(ctx)
-	if dockerErr == nil {
-		dockerErr = ensureToolbox(ctx)
-	}
-	dir, err := os.MkdirTemp("", "winch-docker-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	srv, err := testenv.StartNATS(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start nats:", err)
-		return 1
-	}
-	natsURL = srv.ClientURL()
-	code := m.Run()
-	srv.Stop()
-	if api != nil {
-		if n := removeLeftContainers(ctx); n > 0 {
-			fmt.Fprintf(os.Stderr, "%d containers with a winch label were left after the tests\n", n)
-			code = 1
+	os.Exit(testenv.WithNATS(func(_, url string) int {
+		natsURL = url
+		ctx := context.Background()
+		api, dockerErr = docker.Connect(ctx)
+		if dockerErr == nil {
+			dockerErr = ensureToolbox(ctx)
 		}
-		api.Close()
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
+		code := m.Run()
+		if api != nil {
+			if n := removeLeftContainers(ctx); n > 0 {
+				fmt.Fprintf(os.Stderr, "%d containers with a winch label were left after the tests\n", n)
+				code = 1
+			}
+			api.Close()
 		}
-	}
-	return code
+		return code
+	}))
 }
 
 // ensureToolbox builds winch-toolbox if the engine lacks it.
@@ -120,21 +99,7 @@ func withDefaults(cfg *worker.Config) {
 	}
 }
 
-func testCatalog() *modules.Catalog {
-	data, err := os.ReadFile("testdata/winch.yaml")
-	if err != nil {
-		panic(err)
-	}
-	m, err := modules.ParseManifest("testdata/winch.yaml", data)
-	if err != nil {
-		panic(err)
-	}
-	c, err := modules.NewCatalog(modules.Core(), m)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
+func testCatalog() *modules.Catalog { return jobtest.Catalog("testdata/winch.yaml") }
 
 // containersOf lists the containers of a job, running or not.
 func containersOf(t *testing.T, job string) []container.Summary {

@@ -1,6 +1,7 @@
 package modules
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -29,7 +30,13 @@ type Command struct {
 	Name   string // module.command
 	Module string
 	Image  string
-	Spec   schema.CommandSpec
+	// Build is the Dockerfile of a module whose image is built from it.
+	Build string
+	Spec  schema.CommandSpec
+	// Commit is the module's commit the command comes from (empty for
+	// core), and Dir its files there, when they were fetched.
+	Commit string
+	Dir    string
 }
 
 // Catalog is the set of commands a worker will run and a client will
@@ -40,19 +47,38 @@ type Catalog struct {
 
 // NewCatalog builds a catalog from manifests; a module named twice is an error.
 func NewCatalog(manifests ...*Manifest) (*Catalog, error) {
+	entries := make([]Entry, len(manifests))
+	for i, m := range manifests {
+		entries[i] = Entry{Name: m.Module, Manifest: m}
+	}
+	return CatalogOf(entries)
+}
+
+// CatalogOf builds a catalog from registry entries (with their commits).
+func CatalogOf(entries []Entry) (*Catalog, error) {
 	c := &Catalog{commands: map[string]Command{}}
 	seen := map[string]bool{}
-	for _, m := range manifests {
+	for _, e := range entries {
+		m := e.Manifest
+		if m == nil {
+			continue
+		}
 		if seen[m.Module] {
 			return nil, fmt.Errorf("module %q is declared twice", m.Module)
 		}
 		seen[m.Module] = true
 		for name, spec := range m.Commands {
 			full := m.Module + "." + name
-			c.commands[full] = Command{Name: full, Module: m.Module, Image: m.Image, Spec: spec}
+			c.commands[full] = Command{Name: full, Module: m.Module, Image: m.Image, Build: m.Build, Spec: spec, Commit: e.Commit}
 		}
 	}
 	return c, nil
+}
+
+// Resolve implements the worker's view of commands: the catalog is fixed,
+// so the commit is not looked at.
+func (c *Catalog) Resolve(_ context.Context, name, _ string) (Command, error) {
+	return c.Lookup(name)
 }
 
 // ErrUnknownCommand is returned for a command no module declares.

@@ -6,6 +6,7 @@ package modules
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -73,6 +74,9 @@ func ParseManifest(file string, data []byte) (m *Manifest, err error) {
 	}
 	if m.Image != "" && m.Build != "" {
 		fail("$.build", "build", "a module has an image or a build, not both")
+	}
+	if m.Build != "" && !filepath.IsLocal(m.Build) {
+		fail("$.build", "build", fmt.Sprintf("%q is not a path inside the module", m.Build))
 	}
 	if len(m.Commands) == 0 {
 		fail("$.commands", "commands", "a module declares at least one command")

@@ -29,6 +29,8 @@ type Stream string
 const (
 	Stdout Stream = "stdout"
 	Stderr Stream = "stderr"
+	// StreamBuild is the log of building a module's image for the job.
+	StreamBuild Stream = "build"
 )
 
 // Reasons refine a failed state for machines.
@@ -63,6 +65,7 @@ type Event struct {
 	// The request, on accepted, rejected and finished events, so that each
 	// of them describes the job on its own (parameters marked secret masked).
 	Command   string         `json:"command,omitempty"`
+	Commit    string         `json:"commit,omitempty"` // of the command's module
 	Principal string         `json:"principal,omitempty"`
 	Queue     string         `json:"queue,omitempty"`
 	Params    map[string]any `json:"params,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -41,7 +42,14 @@ type Request struct {
 	Timeout Duration `json:"timeout,omitempty"`
 	// CreatedAt is when the client made the request.
 	CreatedAt time.Time `json:"created_at"`
+	// ModuleCommit is the commit of the command's module the client
+	// validated the request against, and that the worker runs. Empty for
+	// core commands, or to run what the registry names when the worker
+	// takes it.
+	ModuleCommit string `json:"module_commit,omitempty"`
 }
+
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // DecodeRequest decodes and structurally validates an encoded request. It
 // rejects unknown fields, so that a misspelt field is an error rather than
@@ -85,6 +93,9 @@ func (r Request) Validate() error {
 		return &RequestError{Reason: fmt.Sprintf("principal %q is not valid: use 1 to 64 letters, digits, '-', '_' or '@'", r.Principal)}
 	case r.CreatedAt.IsZero():
 		return &RequestError{Reason: "created_at is missing"}
+	}
+	if r.ModuleCommit != "" && !commitPattern.MatchString(r.ModuleCommit) {
+		return &RequestError{Reason: fmt.Sprintf("module_commit %q is not a full commit hash (40 lower-case hex digits)", r.ModuleCommit)}
 	}
 	if _, _, ok := SplitCommand(r.Command); !ok {
 		return &RequestError{Reason: fmt.Sprintf("command %q is not of the form module.command (lower-case names)", r.Command)}

@@ -37,6 +37,7 @@ type JobState struct {
 	JobID     string `json:"job_id"`
 	State     State  `json:"state"`
 	Command   string `json:"command,omitempty"`
+	Commit    string `json:"commit,omitempty"` // of the command's module
 	Principal string `json:"principal,omitempty"`
 	Queue     string `json:"queue,omitempty"`
 	// Params are the job's parameters, secrets masked, once a worker has
@@ -99,7 +100,7 @@ func (s JobState) FinalEvent() Event {
 	return Event{
 		JobID: s.JobID, Attempt: s.Attempt, Seq: s.FinalSeq, Time: s.FinishedAt,
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
-		Worker: s.Worker, Command: s.Command, Principal: s.Principal, Queue: s.Queue,
+		Worker: s.Worker, Command: s.Command, Commit: s.Commit, Principal: s.Principal, Queue: s.Queue,
 		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt,
 	}
 }

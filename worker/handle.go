@@ -51,10 +51,15 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		w.reject(ctx, msg, req.ID, req, fmt.Errorf("principal %q in the request does not match the subject %s, which names who published it", req.Principal, msg.Subject()))
 		return
 	}
-	cmd, err := w.cfg.Catalog.Lookup(req.Command)
-	if err != nil {
+	cmd, err := w.cfg.Catalog.Resolve(ctx, req.Command, req.ModuleCommit)
+	switch {
+	case errors.Is(err, modules.ErrUnknownCommand), err != nil && lastTry:
 		req.Params = nil // which of them are secret is not known: keep none
 		w.reject(ctx, msg, req.ID, req, err)
+		return
+	case err != nil:
+		w.log.Warn("cannot get the command's module; the request will be redelivered", "job", req.ID, "command", req.Command, "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
@@ -193,6 +198,7 @@ func (w *Worker) claim(ctx context.Context, req schema.Request, cmd modules.Comm
 		claimed.Retry = cmd.Spec.Retry
 		claimed.Executor = w.cfg.Executor.Name()
 		claimed.Params = masked
+		claimed.Commit = cmd.Commit
 		var rev uint64
 		if entry == nil {
 			rev, err = w.state.Create(ctx, req.ID, claimed.Encode())
@@ -407,7 +413,7 @@ func (r *run) execute() {
 	}
 
 	r.emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: r.req.Command,
-		Principal: r.req.Principal, Queue: r.req.Queue, Params: spec.MaskParams(r.params), CreatedAt: r.req.CreatedAt})
+		Principal: r.req.Principal, Queue: r.req.Queue, Params: spec.MaskParams(r.params), CreatedAt: r.req.CreatedAt, Commit: r.cmd.Commit})
 
 	var keepers sync.WaitGroup
 	keepers.Add(2)
@@ -420,10 +426,16 @@ func (r *run) execute() {
 		<-r.startedCh
 		r.emit(schema.Event{Kind: schema.KindLog, Stream: stream, Data: text})
 	}
+	// The build log of a derived image comes before the command starts.
+	buildLog := newOutput(schema.StreamBuild, func(stream schema.Stream, text string) {
+		r.emit(schema.Event{Kind: schema.KindLog, Stream: stream, Data: text})
+	}, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
+	defer buildLog.Close()
 	stdout := newOutput(schema.Stdout, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	stderr := newOutput(schema.Stderr, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	job := &Job{
 		ID: r.req.ID, Attempt: r.attempt, Worker: r.w.cfg.ID, Command: r.req.Command, Spec: spec, Image: r.cmd.Image,
+		Module: r.cmd.Module, Commit: r.cmd.Commit, ModuleDir: r.cmd.Dir, Build: r.cmd.Build, BuildLog: buildLog,
 		Params: r.params, Env: r.env(), Stdout: stdout, Stderr: stderr,
 		Starting: func() error { return r.starting(ctx) },
 		Started:  func(info StartInfo) { r.started(info) },

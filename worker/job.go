@@ -28,6 +28,13 @@ type Job struct {
 	Command string // module.command
 	Spec    schema.CommandSpec
 	Image   string
+	// Module and Commit name where the command comes from.
+	Module string
+	Commit string
+	// Build is the Dockerfile of a module whose image is built from its
+	// files; BuildLog receives the build's output, when the executor builds.
+	Build    string
+	BuildLog io.Writer
 	// ModuleDir holds the module's files at the pinned commit; executors
 	// copy them (never mount them) to where the command runs, /module in a
 	// container, and run the command there. Empty for the core module.

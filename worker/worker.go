@@ -29,9 +29,11 @@ type Config struct {
 	// them and hands them back to the queue.
 	DrainTimeout time.Duration
 	Topology     broker.Topology
-	Catalog      *modules.Catalog
-	Executor     Executor
-	Logger       *slog.Logger
+	// Catalog finds commands: a fixed modules.Catalog, or a
+	// modules.Resolver over the module registry.
+	Catalog  Commands
+	Executor Executor
+	Logger   *slog.Logger
 	// ReapInterval is how often the worker looks for what dead workers left
 	// in the executor (containers), when the executor can leave anything.
 	ReapInterval time.Duration
@@ -69,6 +71,18 @@ func (c Config) withDefaults() Config {
 	c.Topology = c.Topology.WithDefaults()
 	return c
 }
+
+// Commands finds the command a request names, at the module commit it
+// carries. An error wrapping modules.ErrUnknownCommand rejects the request;
+// any other is taken as passing (a fetch that failed) and retried.
+type Commands interface {
+	Resolve(ctx context.Context, command, commit string) (modules.Command, error)
+}
+
+var (
+	_ Commands = (*modules.Catalog)(nil)
+	_ Commands = (*modules.Resolver)(nil)
+)
 
 // Worker runs jobs from its queues until stopped.
 type Worker struct {

@@ -49,6 +49,7 @@ type CLI struct {
 	Ps       PsCmd       `cmd:"" help:"List queued and running jobs."`
 	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: a queued one never starts, a running one is stopped."`
 	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
+	Modules  ModulesCmd  `cmd:"" help:"Manage modules: command packs from Git repositories."`
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
@@ -227,9 +228,22 @@ func (g *Globals) principal() (string, error) {
 	return p, nil
 }
 
-// catalog is the set of commands the client validates against.
-func (g *Globals) catalog() (*modules.Catalog, error) {
-	return modules.NewCatalog(modules.Core())
+// catalog is the set of commands the client validates against: the core
+// and every registered module, at the commit the registry names.
+func (g *Globals) catalog(ctx context.Context, nc *nats.Conn) (*modules.Catalog, error) {
+	entries := []modules.Entry{{Name: "core", Manifest: modules.Core()}}
+	if nc != nil {
+		reg, err := newRegistry(ctx, nc)
+		if err != nil {
+			return nil, &ExitError{Code: exitUnavailable, Err: err}
+		}
+		registered, err := reg.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, registered...)
+	}
+	return modules.CatalogOf(entries)
 }
 
 func (g *Globals) jsonOutput() bool { return g.Output == "json" }

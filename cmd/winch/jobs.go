@@ -181,11 +181,16 @@ func (c *CancelCmd) Run(ctx context.Context, g *Globals) error {
 type CommandsCmd struct{}
 
 // Run prints the command tree.
-func (c *CommandsCmd) Run(g *Globals) error {
+func (c *CommandsCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.outputOneOf("text", "json"); err != nil {
 		return err
 	}
-	catalog, err := g.catalog()
+	_, nc, err := g.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	catalog, err := g.catalog(ctx, nc)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,12 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.outputOneOf("text", "json"); err != nil {
 		return err
 	}
-	catalog, err := g.catalog()
+	client, nc, err := g.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	catalog, err := g.catalog(ctx, nc)
 	if err != nil {
 		return err
 	}
@@ -56,15 +61,9 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	client, nc, err := g.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-
 	sub, err := client.Submit(ctx, schema.Request{
 		ID: c.ID, Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		IdempotencyKey: c.IdempotencyKey, Timeout: schema.Duration(c.Timeout),
+		IdempotencyKey: c.IdempotencyKey, Timeout: schema.Duration(c.Timeout), ModuleCommit: cmd.Commit,
 	})
 	if err != nil {
 		var reqErr *schema.RequestError

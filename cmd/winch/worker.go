@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/worker"
 	"github.com/winchhq/winch/worker/docker"
 	"github.com/winchhq/winch/worker/process"
@@ -38,10 +40,22 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if f.Concurrency < 1 {
 		return nil, nil, usageError("--concurrency must be at least 1")
 	}
-	catalog, err := g.catalog()
+	core, err := modules.NewCatalog(modules.Core())
 	if err != nil {
 		return nil, nil, err
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := broker.Ensure(ctx, js, f.topology()); err != nil {
+		return nil, nil, err
+	}
+	reg, err := newRegistry(ctx, nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	catalog := &modules.Resolver{Core: core, Registry: reg}
 	exec, release, err := f.executor(ctx, log)
 	if err != nil {
 		return nil, nil, err

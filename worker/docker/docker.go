@@ -68,6 +68,7 @@ type API interface {
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	CopyToContainer(ctx context.Context, id, path string, content io.Reader, opts container.CopyToContainerOptions) error
+	Builder
 }
 
 var _ API = (*client.Client)(nil)
@@ -108,14 +109,19 @@ var (
 // Name implements worker.Executor.
 func (e *Executor) Name() string { return Name }
 
-func (e *Executor) image(job *worker.Job) string {
+// image is the image the job runs in: its module's derived image (built
+// here if need be), its module's image, or the default.
+func (e *Executor) image(ctx context.Context, job *worker.Job) (string, error) {
 	switch {
+	case job.Build != "":
+		ref := DerivedImage(job.Module, job.Commit)
+		return ref, e.ensureBuilt(ctx, ref, job)
 	case job.Image != "":
-		return job.Image
+		return job.Image, nil
 	case e.DefaultImage != "":
-		return e.DefaultImage
+		return e.DefaultImage, nil
 	}
-	return DefaultImage
+	return DefaultImage, nil
 }
 
 // CheckImage says, before any job needs it, whether the default image is
@@ -148,7 +154,10 @@ func ContainerName(job string, attempt int) string {
 
 // Run implements worker.Executor.
 func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, error) {
-	ref := e.image(job)
+	ref, err := e.image(ctx, job)
+	if err != nil {
+		return worker.Outcome{}, err
+	}
 	imageID, err := e.imageID(ctx, ref)
 	if err != nil {
 		return worker.Outcome{}, err

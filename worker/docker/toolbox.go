@@ -80,7 +80,7 @@ func BuildToolbox(ctx context.Context, api Builder, tag, busybox string, out io.
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return buildImage(ctx, api, &buf, tag, out)
+	return buildImageFrom(ctx, api, &buf, "Dockerfile", tag, out)
 }
 
 const toolboxDockerfile = `FROM scratch
@@ -91,11 +91,12 @@ WORKDIR /tmp
 CMD ["sh"]
 `
 
-// buildImage sends a build context to the engine and relays its output; a
-// failed step is an error.
-func buildImage(ctx context.Context, api Builder, context io.Reader, tag string, out io.Writer) error {
+// buildImageFrom sends a build context to the engine and relays its output;
+// a failed step is an error. Builds have no network: everything comes from
+// the context and local images.
+func buildImageFrom(ctx context.Context, api Builder, context io.Reader, dockerfile, tag string, out io.Writer) error {
 	resp, err := api.ImageBuild(ctx, context, build.ImageBuildOptions{
-		Tags: []string{tag}, Remove: true, ForceRemove: true, NetworkMode: "none",
+		Tags: []string{tag}, Dockerfile: dockerfile, Remove: true, ForceRemove: true, NetworkMode: "none",
 	})
 	if err != nil {
 		return fmt.Errorf("build %s: %w", tag, err)

@@ -17,6 +17,7 @@ type Job struct {
 	State      schema.State   `json:"state"`
 	Command    string         `json:"command"`
 	Module     string         `json:"module"`
+	Commit     string         `json:"commit,omitempty"`
 	Principal  string         `json:"principal"`
 	Queue      string         `json:"queue"`
 	Attempt    int            `json:"attempt"`
@@ -108,7 +109,8 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 		argMax(attempt, version), argMax(worker, version), argMax(executor, version),
 		argMax(param_names, version), argMax(param_values, version),
 		argMax(has_exit, version), argMax(exit_code, version), argMax(error, version), argMax(reason, version),
-		min(created_at) AS created, argMax(started_at, version), argMax(finished_at, version), argMax(duration_ms, version)
+		min(created_at) AS created, argMax(started_at, version), argMax(finished_at, version), argMax(duration_ms, version),
+		argMax(commit, version)
 	FROM ` + s.db + `.jobs WHERE ` + cond + `
 	GROUP BY job_id ` + having + `
 	ORDER BY created DESC, job_id DESC
@@ -130,7 +132,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 			started, ended time.Time
 		)
 		if err := rows.Scan(&j.JobID, &state, &j.Command, &j.Module, &j.Principal, &j.Queue, &attempt, &j.Worker, &j.Executor,
-			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS); err != nil {
+			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS, &j.Commit); err != nil {
 			return nil, err
 		}
 		j.State, j.Attempt, j.Params = schema.State(state), int(attempt), unflattenParams(names, values)
@@ -173,7 +175,7 @@ func (s *Store) Events(ctx context.Context, jobID string) ([]schema.Event, error
 			names, values       []string
 		)
 		if err := rows.Scan(&ev.JobID, &attempt, &seq, &secs, &ns, &kind, &state, &stream, &ev.Data, &hasExit, &code,
-			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image); err != nil {
+			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image, &ev.Commit); err != nil {
 			return nil, err
 		}
 		ev.Attempt, ev.Seq = int(attempt), int(seq)

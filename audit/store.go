@@ -121,7 +121,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 			continue
 		}
 		for _, stmt := range statements(m.SQL) {
-			if err := s.conn.Exec(ctx, strings.ReplaceAll(stmt, "{db}", s.db)); err != nil {
+			if err := s.conn.Exec(ctx, strings.ReplaceAll(stmt, "{db}", s.db)); err != nil && !columnExists(err) {
 				return applied, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
 			}
 		}
@@ -139,6 +139,12 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 		s.log.Info("clickhouse migration applied", "version", m.Version, "name", m.Name)
 	}
 	return applied, nil
+}
+
+// columnExists reports an ADD COLUMN that another sink applied first.
+func columnExists(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == 44 && strings.Contains(ex.Message, "already exists")
 }
 
 // statements splits a migration into statements, comment lines dropped
@@ -159,37 +165,48 @@ func statements(sql string) []string {
 	return out
 }
 
-const eventColumns = "job_id, attempt, seq, time, time_ns, kind, state, stream, data, has_exit, exit_code, error, reason, worker, command, principal, queue, param_names, param_values, executor, image"
+const eventColumns = "job_id, attempt, seq, time, time_ns, kind, state, stream, data, has_exit, exit_code, error, reason, worker, command, principal, queue, param_names, param_values, executor, image, commit"
 
-const jobColumns = "job_id, version, state, command, module, principal, queue, attempt, worker, executor, param_names, param_values, has_exit, exit_code, error, reason, created_at, started_at, finished_at, duration_ms"
+const jobColumns = "job_id, version, state, command, module, principal, queue, attempt, worker, executor, param_names, param_values, has_exit, exit_code, error, reason, created_at, started_at, finished_at, duration_ms, commit"
 
 // Insert writes events, and the job rows they imply, in one batch per
-// table. Inserting the same events again is harmless: queries collapse
-// rows with the same key.
+// table: job rows first, so that once an event is visible its job's row is
+// too. Inserting the same events again is harmless: queries collapse rows
+// with the same key.
 func (s *Store) Insert(ctx context.Context, events []schema.Event) error {
 	if len(events) == 0 {
 		return nil
+	}
+	if err := s.insertJobs(ctx, events); err != nil {
+		return err
 	}
 	eb, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".events ("+eventColumns+")")
 	if err != nil {
 		return fmt.Errorf("prepare events batch: %w", err)
 	}
-	var jobs []schema.Event
 	for _, ev := range events {
 		names, values := flattenParams(ev.Params)
 		hasExit, code := exitOf(ev.ExitCode)
 		if err := eb.Append(ev.JobID, uint32(ev.Attempt), uint64(ev.Seq), ev.Time, uint64(ev.Time.UnixNano()),
 			string(ev.Kind), string(ev.State), string(ev.Stream), ev.Data, hasExit, code, ev.Error, ev.Reason,
-			ev.Worker, ev.Command, ev.Principal, ev.Queue, names, values, ev.Executor, ev.Image); err != nil {
+			ev.Worker, ev.Command, ev.Principal, ev.Queue, names, values, ev.Executor, ev.Image, ev.Commit); err != nil {
 			_ = eb.Abort()
 			return fmt.Errorf("append event: %w", err)
-		}
-		if ev.Kind == schema.KindAccepted || ev.Terminal() {
-			jobs = append(jobs, ev)
 		}
 	}
 	if err := eb.Send(); err != nil {
 		return fmt.Errorf("insert %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// insertJobs writes a job row for each event that starts or ends a job.
+func (s *Store) insertJobs(ctx context.Context, events []schema.Event) error {
+	var jobs []schema.Event
+	for _, ev := range events {
+		if ev.Kind == schema.KindAccepted || ev.Terminal() {
+			jobs = append(jobs, ev)
+		}
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -221,7 +238,7 @@ func (s *Store) Insert(ctx context.Context, events []schema.Event) error {
 		module, _, _ := strings.Cut(ev.Command, ".")
 		if err := jb.Append(ev.JobID, version, string(ev.State), ev.Command, module, ev.Principal, ev.Queue,
 			uint32(ev.Attempt), ev.Worker, ev.Executor, names, values, hasExit, code, ev.Error, ev.Reason,
-			created, started, finished, durationMS); err != nil {
+			created, started, finished, durationMS, ev.Commit); err != nil {
 			_ = jb.Abort()
 			return fmt.Errorf("append job: %w", err)
 		}

@@ -101,6 +101,6 @@ func (s JobState) FinalEvent() Event {
 		JobID: s.JobID, Attempt: s.Attempt, Seq: s.FinalSeq, Time: s.FinishedAt,
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
 		Worker: s.Worker, Command: s.Command, Commit: s.Commit, Principal: s.Principal, Queue: s.Queue,
-		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt,
+		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, Executor: s.Executor,
 	}
 }

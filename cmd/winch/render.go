@@ -71,6 +71,9 @@ func describeEvent(ev schema.Event) string {
 	switch ev.Kind {
 	case schema.KindAccepted:
 		add("%s by %s on queue %s", ev.Command, ev.Principal, ev.Queue)
+		if ev.Commit != "" {
+			add("at %.12s", ev.Commit)
+		}
 		if len(ev.Params) > 0 {
 			add("params %s", formatParams(ev.Params))
 		}

@@ -78,6 +78,7 @@ func writeAuditJob(w io.Writer, j *audit.Job, events []schema.Event, loc *time.L
 		}
 		row("job", j.JobID)
 		row("command", j.Command)
+		row("commit", j.Commit)
 		row("state", string(j.State))
 		row("principal", j.Principal)
 		row("queue", j.Queue)

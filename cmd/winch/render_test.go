@@ -36,7 +36,7 @@ func auditFixture() ([]audit.Job, []schema.Event) {
 	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	zero, three := 0, 3
 	jobs := []audit.Job{
-		{JobID: "06h28nr2quafehocab0285tcq4", State: schema.StateSucceeded, Command: "db.backup", Module: "db", Principal: "alice",
+		{JobID: "06h28nr2quafehocab0285tcq4", State: schema.StateSucceeded, Command: "db.backup", Module: "db", Commit: "6533912f00593401cdc1435dcce5c4aecd3bbfdd", Principal: "alice",
 			Queue: "default", Attempt: 1, Worker: "w1", Executor: "docker", Params: map[string]any{"name": "main", "password": "***"},
 			ExitCode: &zero, CreatedAt: at, StartedAt: at.Add(time.Second), FinishedAt: at.Add(61 * time.Second), DurationMS: 60000},
 		{JobID: "06h28nr1bcl15qvfo709vqfv4c", State: schema.StateFailed, Command: "core.exit", Module: "core", Principal: "bob",
@@ -47,7 +47,7 @@ func auditFixture() ([]audit.Job, []schema.Event) {
 	}
 	events := []schema.Event{
 		{JobID: jobs[0].JobID, Attempt: 1, Seq: 1, Time: at.Add(time.Second), Kind: schema.KindAccepted, State: schema.StateRunning,
-			Command: "db.backup", Principal: "alice", Queue: "default", Worker: "w1", Params: jobs[0].Params},
+			Command: "db.backup", Commit: jobs[0].Commit, Principal: "alice", Queue: "default", Worker: "w1", Params: jobs[0].Params},
 		{JobID: jobs[0].JobID, Attempt: 1, Seq: 2, Time: at.Add(time.Second), Kind: schema.KindStarted, Executor: "docker", Image: "winch-toolbox:latest@sha256:e509"},
 		{JobID: jobs[0].JobID, Attempt: 1, Seq: 3, Time: at.Add(2 * time.Second), Kind: schema.KindLog, Stream: schema.Stdout, Data: "dumping main\ndone\n"},
 		{JobID: jobs[0].JobID, Attempt: 1, Seq: 4, Time: at.Add(3 * time.Second), Kind: schema.KindLog, Stream: schema.Stderr, Data: "warning: slow disk\n"},

@@ -13,9 +13,9 @@ import (
 func TestResolveRefs(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)
-	c1 := up.commit("v1", manifest("echo v1\n"))
-	up.tag("v1.0.0", c1)
-	c2 := up.commit("v2", manifest("echo v2\n"))
+	c1 := up.Commit("v1", manifest("echo v1\n"))
+	up.Tag("v1.0.0", c1)
+	c2 := up.Commit("v2", manifest("echo v2\n"))
 	g := &modules.Git{CacheDir: t.TempDir()}
 	for _, tt := range []struct {
 		ref, commit, kind string
@@ -25,18 +25,18 @@ func TestResolveRefs(t *testing.T) {
 		{"", c2, modules.RefBranch},
 		{c1, c1, modules.RefCommit},
 	} {
-		commit, kind, _, err := g.Resolve(t.Context(), up.dir, tt.ref)
+		commit, kind, _, err := g.Resolve(t.Context(), up.Dir, tt.ref)
 		if err != nil || commit != tt.commit || kind != tt.kind {
 			t.Errorf("Resolve(%q) = %s %s %v; want %s %s", tt.ref, commit, kind, err, tt.commit, tt.kind)
 		}
 	}
-	if _, _, _, err := g.Resolve(t.Context(), up.dir, "v9"); !errors.Is(err, modules.ErrRefNotFound) {
+	if _, _, _, err := g.Resolve(t.Context(), up.Dir, "v9"); !errors.Is(err, modules.ErrRefNotFound) {
 		t.Errorf("Resolve of a missing ref: %v", err)
 	}
 	if _, _, _, err := g.Resolve(t.Context(), filepath.Join(t.TempDir(), "nothing"), "main"); !errors.Is(err, modules.ErrFetch) {
 		t.Errorf("Resolve of a missing repository: %v", err)
 	}
-	dir, err := g.Checkout(t.Context(), up.dir, c1)
+	dir, err := g.Checkout(t.Context(), up.Dir, c1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestResolveRefs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); !os.IsNotExist(err) {
 		t.Fatal("the checkout has a .git")
 	}
-	if _, err := g.Checkout(t.Context(), up.dir, strings.Repeat("ab", 20)); !errors.Is(err, modules.ErrCommitNotFound) {
+	if _, err := g.Checkout(t.Context(), up.Dir, strings.Repeat("ab", 20)); !errors.Is(err, modules.ErrCommitNotFound) {
 		t.Fatalf("Checkout of an unknown commit: %v", err)
 	}
 }
@@ -56,18 +56,18 @@ func TestResolveRefs(t *testing.T) {
 func TestRegistryPinsUntilSync(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)
-	c1 := up.commit("v1", manifest("echo v1\n"))
-	up.tag("v1.0.0", c1)
+	c1 := up.Commit("v1", manifest("echo v1\n"))
+	up.Tag("v1.0.0", c1)
 	reg := registry(t)
-	e, err := reg.Add(t.Context(), up.dir, "v1.0.0")
+	e, err := reg.Add(t.Context(), up.Dir, "v1.0.0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.Name != "db" || e.Commit != c1 || e.Kind != modules.RefTag || e.Manifest.Commands["backup"].Help != "Back up one database" {
 		t.Fatalf("added %+v", e)
 	}
-	c2 := up.commit("v2", manifest("echo v2\n"))
-	up.tag("v1.0.0", c2)
+	c2 := up.Commit("v2", manifest("echo v2\n"))
+	up.Tag("v1.0.0", c2)
 	if got, _ := reg.Get(t.Context(), "db"); got.Commit != c1 {
 		t.Fatalf("the pinned module moved without a sync: %s", got.Commit)
 	}
@@ -80,10 +80,10 @@ func TestRegistryPinsUntilSync(t *testing.T) {
 	if err := reg.Remove(t.Context(), "db"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Add(t.Context(), up.dir, c1); err != nil {
+	if _, err := reg.Add(t.Context(), up.Dir, c1); err != nil {
 		t.Fatal(err)
 	}
-	up.commit("v3", manifest("echo v3\n"))
+	up.Commit("v3", manifest("echo v3\n"))
 	if _, after, err := reg.Sync(t.Context(), "db"); err != nil || after.Commit != c1 {
 		t.Fatalf("a commit-pinned module synced to %s, %v", after.Commit, err)
 	}
@@ -92,13 +92,13 @@ func TestRegistryPinsUntilSync(t *testing.T) {
 func TestRegistryFollowsABranch(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)
-	c1 := up.commit("v1", manifest("echo v1\n"))
+	c1 := up.Commit("v1", manifest("echo v1\n"))
 	reg := registry(t)
-	e, err := reg.Add(t.Context(), up.dir, "main")
+	e, err := reg.Add(t.Context(), up.Dir, "main")
 	if err != nil || e.Commit != c1 || e.Kind != modules.RefBranch || e.Ref != "main" {
 		t.Fatalf("added %+v, %v", e, err)
 	}
-	c2 := up.commit("v2", manifest("echo v2\n"))
+	c2 := up.Commit("v2", manifest("echo v2\n"))
 	if _, after, err := reg.Sync(t.Context(), "db"); err != nil || after.Commit != c2 {
 		t.Fatalf("sync of a branch: %s, %v", after.Commit, err)
 	}
@@ -111,15 +111,15 @@ func TestRegistryFollowsABranch(t *testing.T) {
 func TestRegistryErrors(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)
-	up.commit("v1", manifest("echo v1\n"))
+	up.Commit("v1", manifest("echo v1\n"))
 	reg := registry(t)
-	if _, err := reg.Add(t.Context(), up.dir, "main"); err != nil {
+	if _, err := reg.Add(t.Context(), up.Dir, "main"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Add(t.Context(), up.dir, "main"); !errors.Is(err, modules.ErrModuleExists) {
+	if _, err := reg.Add(t.Context(), up.Dir, "main"); !errors.Is(err, modules.ErrModuleExists) {
 		t.Fatalf("adding it twice: %v", err)
 	}
-	if _, err := reg.Add(t.Context(), up.dir, "nope"); !errors.Is(err, modules.ErrRefNotFound) {
+	if _, err := reg.Add(t.Context(), up.Dir, "nope"); !errors.Is(err, modules.ErrRefNotFound) {
 		t.Fatalf("a missing ref: %v", err)
 	}
 	if err := reg.Remove(t.Context(), "db"); err != nil {
@@ -133,20 +133,20 @@ func TestRegistryErrors(t *testing.T) {
 	}
 
 	bad := newUpstream(t)
-	bad.commit("bad", map[string]string{"winch.yaml": "module: db\ncommands:\n  backup:\n    run: sh backup.sh\n"})
-	_, err := reg.Add(t.Context(), bad.dir, "main")
+	bad.Commit("bad", map[string]string{"winch.yaml": "module: db\ncommands:\n  backup:\n    run: sh backup.sh\n"})
+	_, err := reg.Add(t.Context(), bad.Dir, "main")
 	var me *modules.ManifestError
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), ":winch.yaml:4:") {
 		t.Fatalf("a bad manifest: %v", err)
 	}
 	core := newUpstream(t)
-	core.commit("core", map[string]string{"winch.yaml": "module: core\ncommands:\n  x:\n    run: [sh]\n"})
-	if _, err := reg.Add(t.Context(), core.dir, "main"); !errors.Is(err, modules.ErrReservedName) {
+	core.Commit("core", map[string]string{"winch.yaml": "module: core\ncommands:\n  x:\n    run: [sh]\n"})
+	if _, err := reg.Add(t.Context(), core.Dir, "main"); !errors.Is(err, modules.ErrReservedName) {
 		t.Fatalf("a module named core: %v", err)
 	}
 	none := newUpstream(t)
-	none.commit("empty", map[string]string{"README": "no manifest\n"})
-	if _, err := reg.Add(t.Context(), none.dir, "main"); err == nil || !strings.Contains(err.Error(), "has no winch.yaml") {
+	none.Commit("empty", map[string]string{"README": "no manifest\n"})
+	if _, err := reg.Add(t.Context(), none.Dir, "main"); err == nil || !strings.Contains(err.Error(), "has no winch.yaml") {
 		t.Fatalf("a repository without a manifest: %v", err)
 	}
 }

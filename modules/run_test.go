@@ -65,9 +65,9 @@ func TestRunsThePinnedCommitUntilSync(t *testing.T) {
 	t.Parallel()
 	m := newModuleEnv(t)
 	up := newUpstream(t)
-	c1 := up.commit("v1", manifest("echo backing up $WINCH_PARAM_NAME with v1\n"))
-	up.tag("v1.0.0", c1)
-	if _, err := m.client.Add(t.Context(), up.dir, "v1.0.0"); err != nil {
+	c1 := up.Commit("v1", manifest("echo backing up $WINCH_PARAM_NAME with v1\n"))
+	up.Tag("v1.0.0", c1)
+	if _, err := m.client.Add(t.Context(), up.Dir, "v1.0.0"); err != nil {
 		t.Fatal(err)
 	}
 	m.StartWorker(worker.Config{})
@@ -76,8 +76,8 @@ func TestRunsThePinnedCommitUntilSync(t *testing.T) {
 		t.Fatalf("at v1: output %q, commit %s", out, accepted.Commit)
 	}
 	// The tag moves upstream: still v1 until the module is synced.
-	c2 := up.commit("v2", manifest("echo backing up $WINCH_PARAM_NAME with v2\n"))
-	up.tag("v1.0.0", c2)
+	c2 := up.Commit("v2", manifest("echo backing up $WINCH_PARAM_NAME with v2\n"))
+	up.Tag("v1.0.0", c2)
 	if out, _ := m.output(m.submit("db.backup", map[string]any{"name": "main"})); out != "backing up main with v1\n" {
 		t.Fatalf("after the tag moved, before sync: %q", out)
 	}
@@ -99,12 +99,12 @@ func TestQueuedRequestsKeepTheirCommit(t *testing.T) {
 	t.Parallel()
 	m := newModuleEnv(t)
 	up := newUpstream(t)
-	up.commit("v1", manifest("echo v1\n"))
-	if _, err := m.client.Add(t.Context(), up.dir, "main"); err != nil {
+	up.Commit("v1", manifest("echo v1\n"))
+	if _, err := m.client.Add(t.Context(), up.Dir, "main"); err != nil {
 		t.Fatal(err)
 	}
 	queued := m.submit("db.backup", map[string]any{"name": "main"})
-	up.commit("v2", manifest("echo v2\n"))
+	up.Commit("v2", manifest("echo v2\n"))
 	if _, _, err := m.client.Sync(t.Context(), "db"); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +125,8 @@ func TestWorkerRejectsWhatTheClientWouldNot(t *testing.T) {
 	t.Parallel()
 	m := newModuleEnv(t)
 	up := newUpstream(t)
-	c1 := up.commit("v1", manifest("echo ran\n"))
-	if _, err := m.client.Add(t.Context(), up.dir, "main"); err != nil {
+	c1 := up.Commit("v1", manifest("echo ran\n"))
+	if _, err := m.client.Add(t.Context(), up.Dir, "main"); err != nil {
 		t.Fatal(err)
 	}
 	m.StartWorker(worker.Config{})
@@ -144,7 +144,7 @@ func TestWorkerRejectsWhatTheClientWouldNot(t *testing.T) {
 		t.Fatalf("a removed module's command: %s %q", end.State, end.Error)
 	}
 	// A commit the repository does not have is no way to run anything.
-	if _, err := m.client.Add(t.Context(), up.dir, "main"); err != nil {
+	if _, err := m.client.Add(t.Context(), up.Dir, "main"); err != nil {
 		t.Fatal(err)
 	}
 	id = m.Submit("db.backup", map[string]any{"name": "main"}, func(r *schema.Request) { r.ModuleCommit = strings.Repeat("0", 40) })

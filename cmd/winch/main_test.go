@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/winchhq/winch/audit"
@@ -69,10 +70,29 @@ func startWorker() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	catalog, err := modules.NewCatalog(modules.Core())
+	core, err := modules.NewCatalog(modules.Core())
 	if err != nil {
 		return nil, err
 	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second})
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The worker resolves module commands through the registry, as
+	// `winch worker` does, with a module cache of its own.
+	reg, err := newRegistry(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := os.MkdirTemp("", "winch-cli-test-modules-")
+	if err != nil {
+		return nil, err
+	}
+	reg.Git.CacheDir = cache
+	catalog := &modules.Resolver{Core: core, Registry: reg}
 	w, err := worker.New(nc, worker.Config{
 		ID: "cli-test-worker", Concurrency: 8, Catalog: catalog,
 		Executor: &process.Executor{KillGrace: 500 * time.Millisecond},
@@ -85,7 +105,7 @@ func startWorker() (func(), error) {
 		nc.Close()
 		return nil, err
 	}
-	return func() { _ = w.Stop(ctx); nc.Close() }, nil
+	return func() { _ = w.Stop(ctx); nc.Close(); os.RemoveAll(cache) }, nil
 }
 
 func startSink() (func(), error) {

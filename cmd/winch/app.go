@@ -16,6 +16,8 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/lmittmann/tint"
 	"github.com/nats-io/nats.go"
+	"github.com/posener/complete"
+	"github.com/willabides/kongplete"
 	"golang.org/x/term"
 
 	"github.com/winchhq/winch/broker"
@@ -53,6 +55,8 @@ type CLI struct {
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
+
+	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion (bash, zsh, fish) for commands and their parameters."`
 }
 
 // Globals are the flags every command takes.
@@ -153,6 +157,8 @@ func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
 			}
 		}
 	}()
+	// Shell completion: when the shell asks (COMP_LINE), answer and exit.
+	kongplete.Complete(parser, kongplete.WithPredictor("command", complete.PredictFunc(predictCommands)))
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%w (see winch --help)", err)}

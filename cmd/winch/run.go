@@ -24,7 +24,7 @@ type RunCmd struct {
 	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
 	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
 
-	Args []string `arg:"" passthrough:"" name:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
+	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
 
 // Run validates, publishes and, unless detached, follows the run, and exits

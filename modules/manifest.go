@@ -87,7 +87,7 @@ func ParseManifest(file string, data []byte) (m *Manifest, err error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if _, _, ok := schema.SplitCommand(m.Module + "." + name); !ok {
+		if _, _, ok := schema.SplitCommand("m." + name); !ok {
 			fail("$.commands."+name, "commands."+name, "a command name is lower-case letters, digits, '-' and '_', starting with a letter")
 		}
 		if err := m.Commands[name].Check(); err != nil {
@@ -122,7 +122,37 @@ func decodeError(file string, data []byte, err error) error {
 		// position, but quote the value: find the line that holds it.
 		line = lineOfQuotedValue(data, msg)
 	}
-	return &ManifestError{File: file, Line: line, Msg: strings.TrimSpace(msg)}
+	return &ManifestError{File: file, Line: line, Field: fieldAt(data, line), Msg: strings.TrimSpace(msg)}
+}
+
+// fieldAt names the key on a line of a YAML document by its path, from the
+// indentation of the lines above it: "commands.backup.retry".
+func fieldAt(data []byte, line int) string {
+	lines := strings.Split(string(data), "\n")
+	if line <= 0 || line > len(lines) {
+		return ""
+	}
+	key := func(l string) (string, int, bool) {
+		t := strings.TrimLeft(l, " ")
+		t = strings.TrimPrefix(t, "- ")
+		k, _, ok := strings.Cut(t, ":")
+		if !ok || k == "" || strings.ContainsAny(k, "{[\"'#") {
+			return "", 0, false
+		}
+		return strings.TrimSpace(k), len(l) - len(strings.TrimLeft(l, " ")), true
+	}
+	k, indent, ok := key(lines[line-1])
+	if !ok {
+		return ""
+	}
+	path := []string{k}
+	for i := line - 2; i >= 0 && indent > 0; i-- {
+		if pk, pi, ok := key(lines[i]); ok && pi < indent {
+			path = append([]string{pk}, path...)
+			indent = pi
+		}
+	}
+	return strings.Join(path, ".")
 }
 
 func lineOfQuotedValue(data []byte, msg string) int {

@@ -150,3 +150,19 @@ func TestRegistryErrors(t *testing.T) {
 		t.Fatalf("a repository without a manifest: %v", err)
 	}
 }
+
+func TestAuthFromEnv(t *testing.T) {
+	t.Setenv("WINCH_GIT_TOKEN", "tok")
+	t.Setenv("WINCH_GIT_SSH_KEY", "")
+	auth, err := modules.AuthFromEnv("https://git.example.com/ops/db.git")
+	if err != nil || auth == nil || auth.Name() != "http-basic-auth" {
+		t.Fatalf("https with a token: %v %v", auth, err)
+	}
+	if auth, err := modules.AuthFromEnv("/srv/git/db"); err != nil || auth != nil {
+		t.Fatalf("a path needs no auth: %v %v", auth, err)
+	}
+	t.Setenv("WINCH_GIT_SSH_KEY", filepath.Join(t.TempDir(), "missing"))
+	if _, err := modules.AuthFromEnv("ssh://git@git.example.com/ops/db.git"); err == nil || !strings.Contains(err.Error(), "WINCH_GIT_SSH_KEY") {
+		t.Fatalf("a missing key file: %v", err)
+	}
+}

@@ -71,7 +71,7 @@ commands:
 	bad := gittest.New(t)
 	bad.Commit("bad", map[string]string{"winch.yaml": "module: db\ncommands:\n  backup:\n    run: [sh]\n    timout: 1m\n"})
 	out, code = winch("modules", "add", bad.Dir)
-	if code != exitUsage || !strings.Contains(out, `:winch.yaml:5: unknown field "timout"`) {
+	if code != exitUsage || !strings.Contains(out, `:winch.yaml:5: commands.backup.timout: unknown field "timout"`) {
 		t.Fatalf("a bad manifest: exit %d: %s", code, out)
 	}
 }

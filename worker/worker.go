@@ -197,7 +197,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		case <-timer.C:
 		case <-ctx.Done():
 		}
-		w.log.Warn("drain deadline passed; handing running jobs back", "deadline", w.cfg.DrainTimeout)
+		w.log.Warn("drain deadline passed; handing running jobs back", "deadline", w.cfg.DrainTimeout.String())
 		w.cancelJobs(errDraining)
 		<-done
 		w.log.Info("worker stopped")

@@ -56,7 +56,7 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))
 	<-ctx.Done()
-	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout)
+	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout.String())
 	return w.Stop(context.Background())
 }
 

@@ -130,6 +130,6 @@ func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer release()
 	<-ctx.Done()
-	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout)
+	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout.String())
 	return w.Stop(context.Background())
 }

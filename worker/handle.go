@@ -62,6 +62,12 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
+	// Who may run it is checked before anything else about the request.
+	if err := w.cfg.Roles.Check(req.Principal, req.Command, cmd.Spec.Roles); err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
+		w.reject(ctx, msg, req.ID, req, err)
+		return
+	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
 	if err != nil {
 		req.Params = cmd.Spec.MaskParams(req.Params)

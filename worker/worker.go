@@ -31,7 +31,9 @@ type Config struct {
 	Topology     broker.Topology
 	// Catalog finds commands: a fixed modules.Catalog, or a
 	// modules.Resolver over the module registry.
-	Catalog  Commands
+	Catalog Commands
+	// Roles grants principals the roles that commands may require.
+	Roles    Roles
 	Executor Executor
 	Logger   *slog.Logger
 	// ReapInterval is how often the worker looks for what dead workers left

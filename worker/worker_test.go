@@ -476,3 +476,25 @@ func TestDrainDeadlineHandsJobsBack(t *testing.T) {
 		t.Fatalf("ended %s on %s, attempt %d", end.State, end.Worker, end.Attempt)
 	}
 }
+
+// A command that declares roles runs only for a principal that has one.
+func TestRolesAreCheckedBeforeTheCommandRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.StartWorker(worker.Config{Roles: worker.Roles{"alice": {"dba"}, "bob": {"dev"}}})
+	as := func(p string) func(*schema.Request) { return func(r *schema.Request) { r.Principal = p } }
+	if events := e.Follow(e.Submit("test.privileged", nil, as("alice"))); jobtest.Last(events).State != schema.StateSucceeded {
+		t.Fatalf("alice (dba): %s", jobtest.Kinds(events))
+	}
+	for _, who := range []string{"bob", "tester"} {
+		events := e.Follow(e.Submit("test.privileged", nil, as(who)))
+		end := jobtest.Last(events)
+		if len(events) != 1 || end.State != schema.StateRejected || !strings.Contains(end.Error, "principal "+who+" may not run test.privileged: it needs one of the roles dba, admin") {
+			t.Fatalf("%s: %s %q", who, jobtest.Kinds(events), end.Error)
+		}
+	}
+	// Commands without roles run for everyone.
+	if end := jobtest.Last(e.Follow(e.Submit("core.echo", map[string]any{"text": "hi"}, as("bob")))); end.State != schema.StateSucceeded {
+		t.Fatalf("bob, core.echo: %s", end.State)
+	}
+}

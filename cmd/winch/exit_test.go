@@ -2,6 +2,9 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/winchhq/winch/schema"
@@ -37,5 +40,25 @@ func TestExitCodeOfAJob(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%s: exit %d, want %d", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestLoadRoles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "roles.yaml")
+	if err := os.WriteFile(good, []byte("alice: [dba, ops]\nbob: [dev]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roles, err := loadRoles(good)
+	if err != nil || len(roles["alice"]) != 2 || roles["bob"][0] != "dev" {
+		t.Fatalf("roles %v, %v", roles, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("alice: dba\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadRoles(bad); err == nil || !strings.Contains(err.Error(), "want principal: [role, ...]") {
+		t.Fatalf("a bad roles file: %v", err)
 	}
 }

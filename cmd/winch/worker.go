@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
+
+	"github.com/goccy/go-yaml"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +31,7 @@ type WorkerFlags struct {
 	Executor     string        `env:"WINCH_EXECUTOR" enum:"auto,docker,process" default:"auto" help:"How commands run: docker, or process (no isolation); auto picks docker when an engine answers (${enum})."`
 	DefaultImage string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
 	ReapInterval time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
+	RolesFile    string        `env:"WINCH_ROLES_FILE" type:"existingfile" help:"YAML file granting roles: principal: [role, ...]. Commands that declare roles run only for principals with one of them."`
 }
 
 func (f *WorkerFlags) topology() broker.Topology {
@@ -56,6 +60,10 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 		return nil, nil, err
 	}
 	catalog := &modules.Resolver{Core: core, Registry: reg}
+	roles, err := loadRoles(f.RolesFile)
+	if err != nil {
+		return nil, nil, &ExitError{Code: exitUsage, Err: err}
+	}
 	exec, release, err := f.executor(ctx, log)
 	if err != nil {
 		return nil, nil, err
@@ -68,6 +76,7 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 		ReapInterval: f.ReapInterval,
 		Topology:     f.topology(),
 		Catalog:      catalog,
+		Roles:        roles,
 		Executor:     exec,
 		Logger:       log,
 	})
@@ -132,4 +141,20 @@ func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 	<-ctx.Done()
 	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout.String())
 	return w.Stop(context.Background())
+}
+
+// loadRoles reads a roles file: a YAML mapping of principal to roles.
+func loadRoles(path string) (worker.Roles, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var roles worker.Roles
+	if err := yaml.UnmarshalWithOptions(data, &roles, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("roles file %s: %s (want principal: [role, ...])", path, yaml.FormatError(err, false, false))
+	}
+	return roles, nil
 }

@@ -1,0 +1,28 @@
+package worker
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Roles says which roles each principal has. A command that declares roles
+// in its manifest runs only for a principal that has one of them; with no
+// roles configured, such a command runs for nobody. Commands that declare
+// none run for everyone.
+type Roles map[string][]string
+
+// Check returns nil when principal may run a command that requires one of
+// required.
+func (r Roles) Check(principal, command string, required []string) error {
+	if len(required) == 0 {
+		return nil
+	}
+	for _, role := range r[principal] {
+		if slices.Contains(required, role) {
+			return nil
+		}
+	}
+	return fmt.Errorf("principal %s may not run %s: it needs one of the roles %s (the workers' WINCH_ROLES_FILE grants roles)",
+		principal, command, strings.Join(required, ", "))
+}

@@ -51,7 +51,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		w.reject(ctx, msg, req.ID, req, fmt.Errorf("principal %q in the request does not match the subject %s, which names who published it", req.Principal, msg.Subject()))
 		return
 	}
-	cmd, err := w.cfg.Catalog.Resolve(ctx, req.Command, req.ModuleCommit)
+	cmd, err := w.resolve(msg, req)
 	switch {
 	case errors.Is(err, modules.ErrUnknownCommand), err != nil && lastTry:
 		req.Params = nil // which of them are secret is not known: keep none
@@ -104,6 +104,32 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		attempt: st.Attempt, state: st, rev: rev,
 	}
 	r.execute()
+}
+
+// resolveTimeout bounds finding a command, which may mean fetching its
+// module's repository.
+const resolveTimeout = 5 * time.Minute
+
+// resolve finds the request's command, keeping the request from being
+// redelivered while a module is fetched.
+func (w *Worker) resolve(msg jetstream.Msg, req schema.Request) (modules.Command, error) {
+	ctx, cancel := context.WithTimeout(w.jobsCtx, resolveTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(w.cfg.Topology.HeartbeatInterval())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return w.cfg.Catalog.Resolve(ctx, req.Command, req.ModuleCommit)
 }
 
 // rejectedID names the job of a request that could not be decoded: its

@@ -26,6 +26,9 @@ type ServerConfig struct {
 	ConfigFile string
 	Name       string
 	Logger     *slog.Logger
+	// NoMonitoring turns off the config file's monitoring port (tests run
+	// several servers from one file).
+	NoMonitoring bool
 }
 
 // Server is an embedded NATS server with JetStream: the same server code as
@@ -50,6 +53,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
+	}
+	if cfg.NoMonitoring {
+		opts.HTTPHost, opts.HTTPPort, opts.HTTPSPort = "", 0, 0
 	}
 	opts.JetStream = true
 	opts.NoSigs = true // the process owns signals, not the library

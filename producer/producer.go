@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,13 +21,15 @@ import (
 
 // Errors that carry a decision for the caller.
 var (
-	ErrNotFound   = errors.New("no such job")
+	ErrNotPermitted = errors.New("not permitted by the NATS server")
+	ErrNotFound     = errors.New("no such job")
 	ErrFinished   = errors.New("job already finished")
 	ErrNoTopology = errors.New("winch streams not found on this NATS server")
 )
 
 // Client submits and observes jobs.
 type Client struct {
+	nc    *nats.Conn
 	js    jetstream.JetStream
 	state jetstream.KeyValue
 	log   *slog.Logger
@@ -48,7 +51,7 @@ func New(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*Client, error) 
 		}
 		return nil, fmt.Errorf("open state bucket: %w", err)
 	}
-	return &Client{js: js, state: kv, log: log}, nil
+	return &Client{nc: nc, js: js, state: kv, log: log}, nil
 }
 
 // Submitted describes a published request.
@@ -85,8 +88,12 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	if err != nil {
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
-	ack, err := c.js.Publish(ctx, broker.JobSubject(req.Queue, req.Principal), data,
-		jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(broker.JobsStream))
+	subject := broker.JobSubject(req.Queue, req.Principal)
+	ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(broker.JobsStream))
+	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
+		return Submitted{}, fmt.Errorf("%w: you may not publish requests as %q on queue %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)",
+			ErrNotPermitted, req.Principal, req.Queue)
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return Submitted{}, fmt.Errorf("publish request: %w: %w", ErrNoTopology, err)

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -86,12 +85,12 @@ func (e Event) MsgID() string { return fmt.Sprintf("%s.%d.%d", e.JobID, e.Attemp
 // Terminal reports whether the event ends its job.
 func (e Event) Terminal() bool { return e.Kind == KindFinished || e.Kind == KindRejected }
 
-// DecodeEvent decodes an event, rejecting unknown fields.
+// DecodeEvent decodes an event. Unknown fields are ignored: events come
+// from workers that may be newer than the reader, and a client must not lose
+// a job's end because a worker added a field.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := json.Unmarshal(data, &e); err != nil {
 		return Event{}, fmt.Errorf("decode event: %s", describeJSONError(err))
 	}
 	if !ValidJobID(e.JobID) || e.Kind == "" {

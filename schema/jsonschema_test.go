@@ -142,6 +142,12 @@ func TestEventJSONSchema(t *testing.T) {
 			t.Errorf("DecodeEvent(%s) = %+v, %v", data, back, err)
 		}
 	}
+	// A newer worker's event, with a field this build does not know, still
+	// decodes: readers must not lose a job's end to a version skew.
+	newer := []byte(`{"job_id":"j1","attempt":1,"seq":9,"time":"2026-01-01T00:00:00Z","kind":"finished","state":"succeeded","added_later":true}`)
+	if ev, err := schema.DecodeEvent(newer); err != nil || !ev.Terminal() {
+		t.Errorf("an event with an unknown field: %+v, %v", ev, err)
+	}
 	bad := []byte(`{"job_id":"j1","attempt":1,"seq":1,"time":"2026-01-01T00:00:00Z","kind":"exploded"}`)
 	if err := s.Validate(instance(t, bad)); err == nil {
 		t.Error("schema accepts an unknown kind")

@@ -77,6 +77,7 @@ const (
 	exitUsage       = 64  // bad flags, unknown command, invalid parameters
 	exitUnavailable = 69  // NATS cannot be reached, or has no winch streams
 	exitInternal    = 70  // any other error of winch's
+	exitNoPerm      = 77  // the NATS server does not let you do it
 	exitDead        = 121 // the request ran out of deliveries
 	exitNotStarted  = 122 // the command could not be started
 	exitTimedOut    = 124
@@ -120,6 +121,8 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology):
 		return exitUnavailable
+	case errors.Is(err, producer.ErrNotPermitted):
+		return exitNoPerm
 	case errors.Is(err, context.Canceled):
 		return exitCancelled
 	}

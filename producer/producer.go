@@ -23,8 +23,8 @@ import (
 var (
 	ErrNotPermitted = errors.New("not permitted by the NATS server")
 	ErrNotFound     = errors.New("no such job")
-	ErrFinished   = errors.New("job already finished")
-	ErrNoTopology = errors.New("winch streams not found on this NATS server")
+	ErrFinished     = errors.New("job already finished")
+	ErrNoTopology   = errors.New("winch streams not found on this NATS server")
 )
 
 // Client submits and observes jobs.

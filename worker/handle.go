@@ -266,7 +266,7 @@ func (w *Worker) clearLeftovers(ctx context.Context, job string) (started bool, 
 	if !ok {
 		return false, nil
 	}
-	leftovers, err := r.Leftovers(ctx, job)
+	leftovers, err := r.Leftovers(ctx, w.deployment, job)
 	if err != nil {
 		return false, fmt.Errorf("look for leftovers of earlier attempts: %w", err)
 	}
@@ -466,7 +466,7 @@ func (r *run) execute() {
 	stdout := newOutput(schema.Stdout, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	stderr := newOutput(schema.Stderr, emitLog, secrets, r.w.cfg.LogBatchBytes, r.w.cfg.LogFlushInterval)
 	job := &Job{
-		ID: r.req.ID, Attempt: r.attempt, Worker: r.w.cfg.ID, Command: r.req.Command, Spec: spec, Image: r.cmd.Image,
+		ID: r.req.ID, Attempt: r.attempt, Worker: r.w.cfg.ID, Deployment: r.w.deployment, Command: r.req.Command, Spec: spec, Image: r.cmd.Image,
 		Module: r.cmd.Module, Commit: r.cmd.Commit, ModuleDir: r.cmd.Dir, Build: r.cmd.Build, BuildLog: buildLog,
 		Params: r.params, Env: r.env(), Stdout: stdout, Stderr: stderr,
 		Starting: func() error { return r.starting(ctx) },

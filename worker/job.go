@@ -25,9 +25,12 @@ type Job struct {
 	ID      string
 	Attempt int
 	Worker  string // the worker running it, for labels
-	Command string // module.command
-	Spec    schema.CommandSpec
-	Image   string
+	// Deployment tells one winch installation's jobs from another's on a
+	// shared engine, so that a reaper removes only its own.
+	Deployment string
+	Command    string // module.command
+	Spec       schema.CommandSpec
+	Image      string
 	// Module and Commit name where the command comes from.
 	Module string
 	Commit string
@@ -82,9 +85,10 @@ var (
 // killed). The worker uses it to clear what earlier attempts of a job left
 // before it runs the job again, and to reap what dead workers left behind.
 type Reapable interface {
-	// Leftovers lists what the executor is running or holding for jobs: all
-	// of it when job is empty, else only that job's.
-	Leftovers(ctx context.Context, job string) ([]Leftover, error)
+	// Leftovers lists what the executor is running or holding for jobs of
+	// deployment (see Job.Deployment): all of it when job is empty, else
+	// only that job's.
+	Leftovers(ctx context.Context, deployment, job string) ([]Leftover, error)
 	// Remove stops a leftover (grace period, then kill) and removes it.
 	Remove(ctx context.Context, l Leftover) error
 }

@@ -33,7 +33,7 @@ func (w *Worker) reapLoop(r Reapable) {
 }
 
 func (w *Worker) reap(ctx context.Context, r Reapable) error {
-	leftovers, err := r.Leftovers(ctx, "")
+	leftovers, err := r.Leftovers(ctx, w.deployment, "")
 	if err != nil {
 		return err
 	}

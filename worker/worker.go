@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -95,6 +96,9 @@ type Worker struct {
 	state jetstream.KeyValue
 
 	slots chan struct{}
+	// deployment identifies this installation: the creation time of its
+	// state bucket, the same for every worker that shares it.
+	deployment string
 
 	// fetchCtx ends the fetch loops; jobsCtx ends running jobs, with
 	// errDraining as its cause, once the drain deadline passes.
@@ -148,6 +152,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("open state bucket: %w", err)
 	}
 	w.state = kv
+	if s, err := w.js.Stream(ctx, "KV_"+broker.StateBucket); err == nil {
+		w.deployment = strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36)
+	} else {
+		return fmt.Errorf("state bucket stream: %w", err)
+	}
 	consumers := make(map[string]jetstream.Consumer, len(w.cfg.Queues))
 	for _, q := range w.cfg.Queues {
 		c, err := broker.EnsureQueue(ctx, w.js, q, w.cfg.Topology)

@@ -44,6 +44,8 @@ const (
 	LabelAttempt = "winch.attempt"
 	LabelWorker  = "winch.worker"
 	LabelCommand = "winch.command"
+	// LabelDeployment tells installations sharing an engine apart.
+	LabelDeployment = "winch.deployment"
 )
 
 // User is who commands run as: nobody, unless an image says otherwise.
@@ -304,10 +306,11 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		AttachStderr:    true,
 		NetworkDisabled: netMode == "none",
 		Labels: map[string]string{
-			LabelJob:     job.ID,
-			LabelAttempt: strconv.Itoa(job.Attempt),
-			LabelWorker:  job.Worker,
-			LabelCommand: job.Command,
+			LabelJob:        job.ID,
+			LabelAttempt:    strconv.Itoa(job.Attempt),
+			LabelWorker:     job.Worker,
+			LabelCommand:    job.Command,
+			LabelDeployment: job.Deployment,
 		},
 	}
 	pids := res.Pids
@@ -444,10 +447,10 @@ func (e *Executor) log() *slog.Logger {
 }
 
 // Leftovers implements worker.Reapable: winch's containers, by label.
-func (e *Executor) Leftovers(ctx context.Context, job string) ([]worker.Leftover, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelJob))
+func (e *Executor) Leftovers(ctx context.Context, deployment, job string) ([]worker.Leftover, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelDeployment+"="+deployment), filters.Arg("label", LabelJob))
 	if job != "" {
-		f = filters.NewArgs(filters.Arg("label", LabelJob+"="+job))
+		f = filters.NewArgs(filters.Arg("label", LabelDeployment+"="+deployment), filters.Arg("label", LabelJob+"="+job))
 	}
 	list, err := e.API.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {

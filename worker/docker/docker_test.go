@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/schema"
@@ -370,5 +371,28 @@ func TestModuleFilesAreCopiedIn(t *testing.T) {
 	defer mu.Unlock()
 	if out.String() != "hello from /module\nmodule=readonly\n" {
 		t.Fatalf("output %q", out.String())
+	}
+}
+
+// Two installations of winch may share an engine: a worker reaps only its
+// own installation's containers.
+func TestReaperLeavesOtherDeploymentsAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := fmt.Sprintf("other-%d", time.Now().UnixNano())
+	resp, err := api.ContainerCreate(t.Context(), &container.Config{Image: docker.DefaultImage, Cmd: []string{"sleep", "60"},
+		Labels: map[string]string{docker.LabelJob: id, docker.LabelAttempt: "1", docker.LabelWorker: "elsewhere", docker.LabelDeployment: "another-install"}},
+		&container.HostConfig{NetworkMode: "none"}, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = api.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true})
+	})
+	time.Sleep(jobtest.Topology.Lease() + 500*time.Millisecond) // old enough to be judged
+	e.StartWorker(worker.Config{})
+	time.Sleep(time.Second) // a few reaper rounds
+	if n := len(containersOf(t, id)); n != 1 {
+		t.Fatalf("another installation's container was reaped (%d left)", n)
 	}
 }

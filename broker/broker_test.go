@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -49,6 +50,23 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 		if _, err := broker.EnsureQueue(ctx, js, "default", topo); err != nil {
 			t.Fatalf("EnsureQueue: %v", err)
 		}
+	}
+	// An unchanged topology changes nothing: no stream is updated (an
+	// update is not free, and every worker ensures at start).
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Ensure(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := updates.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("Ensure of an unchanged topology updated a stream: %s", m.Subject)
 	}
 	// A changed setting is applied to the existing stream.
 	if err := broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second, EventsMaxAge: time.Hour}); err != nil {

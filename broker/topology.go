@@ -137,13 +137,21 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 			have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
 			have.Duplicates == want.Duplicates && have.Replicas == want.Replicas &&
-			have.MaxMsgSize == want.MaxMsgSize && have.MaxConsumers == want.MaxConsumers {
+			unlimited(int(have.MaxMsgSize)) == unlimited(int(want.MaxMsgSize)) && unlimited(have.MaxConsumers) == unlimited(want.MaxConsumers) {
 			return nil
 		}
 		_, err = js.UpdateStream(ctx, want)
 		return err
 	}
 	return fmt.Errorf("stream %s keeps changing", want.Name)
+}
+
+// unlimited normalizes a limit the way the server stores it: 0 is -1.
+func unlimited(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // ensureBucket does for a key-value bucket what ensureStream does.

@@ -108,33 +108,40 @@ func TestSinkKilledBetweenInsertAndAck(t *testing.T) {
 	e.StartWorker(worker.Config{})
 	ids, want := runJobs(t, e, 5, "core.echo", map[string]any{"text": "twice?"})
 
-	// The first sink: take every event from the shared consumer, insert
-	// it exactly as a sink does, and never ack: the kill.
+	// The first sink: take every event of the jobs from the consumer,
+	// insert them exactly as a sink does, and never ack: the kill.
 	consumer := fmt.Sprintf("crash-%d", time.Now().UnixNano())
+	var filter []string
+	for _, id := range ids {
+		filter = append(filter, broker.JobEventsFilter(id))
+	}
 	cons, err := e.JS.CreateOrUpdateConsumer(t.Context(), broker.EventsStream, jetstream.ConsumerConfig{
 		Durable: consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 2 * time.Second, MaxDeliver: -1,
+		MaxAckPending: 20000, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubjects: filter,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var events []schema.Event
-	batch, err := cons.Fetch(10000, jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		ev, err := schema.DecodeEvent(m.Data())
+	for uint64(len(events)) < want {
+		batch, err := cons.Fetch(int(want)-len(events), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		events = append(events, ev)
+		for m := range batch.Messages() {
+			ev, err := schema.DecodeEvent(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, ev)
+		}
 	}
 	if err := s.Insert(t.Context(), events); err != nil {
 		t.Fatal(err)
 	}
 
 	// The restarted sink gets them all again once the ack wait passes.
-	startSink(t, e, s, consumer)
+	startSink(t, e, s, consumer, filter...)
 	conn := raw(t, nil)
 	if !jobtest.Eventually(30*time.Second, func() bool {
 		return count(t, conn, "SELECT count() FROM "+s.Database()+".events WHERE has(?, job_id)", ids) == 2*want

@@ -76,12 +76,13 @@ var consumerSeq atomic.Int64
 
 // startSink runs a sink into s on a consumer of the test's own (or the one
 // named), stopped when the test ends.
-func startSink(t *testing.T, e *jobtest.Env, s *audit.Store, consumer string) *audit.Sink {
+func startSink(t *testing.T, e *jobtest.Env, s *audit.Store, consumer string, filter ...string) *audit.Sink {
 	t.Helper()
 	if consumer == "" {
 		consumer = fmt.Sprintf("sink-test-%d", consumerSeq.Add(1))
 	}
-	sink, err := audit.NewSink(e.NC, s, audit.SinkConfig{Consumer: consumer, MaxWait: 200 * time.Millisecond, AckWait: 2 * time.Second, Logger: e.Logger()})
+	sink, err := audit.NewSink(e.NC, s, audit.SinkConfig{Consumer: consumer, MaxWait: 200 * time.Millisecond, AckWait: 2 * time.Second,
+		Logger: e.Logger(), FilterSubjects: filter})
 	if err != nil {
 		t.Fatal(err)
 	}

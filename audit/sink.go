@@ -29,7 +29,10 @@ type SinkConfig struct {
 	AckWait time.Duration
 	// LagEvery is how often the sink logs its lag while it is behind.
 	LagEvery time.Duration
-	Logger   *slog.Logger
+	// FilterSubjects, when set, limits the sink to these event subjects
+	// (default: all of winch.events.>).
+	FilterSubjects []string
+	Logger         *slog.Logger
 }
 
 func (c SinkConfig) withDefaults() SinkConfig {
@@ -87,13 +90,14 @@ func (s *Sink) Start(ctx context.Context) error {
 		return err
 	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, broker.EventsStream, jetstream.ConsumerConfig{
-		Durable:       s.cfg.Consumer,
-		Description:   "winch audit sinks: events into ClickHouse",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1, // an event is retried until ClickHouse has it
-		MaxAckPending: 4 * s.cfg.BatchSize,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Durable:        s.cfg.Consumer,
+		Description:    "winch audit sinks: events into ClickHouse",
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.cfg.AckWait,
+		MaxDeliver:     -1, // an event is retried until ClickHouse has it
+		MaxAckPending:  4 * s.cfg.BatchSize,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		FilterSubjects: s.cfg.FilterSubjects,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure sink consumer: %w", err)

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/errdefs"
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/winchhq/winch/worker"
 	"github.com/winchhq/winch/worker/files"
@@ -33,7 +33,7 @@ var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 func (e *Executor) ensureBuilt(ctx context.Context, ref string, job *worker.Job) error {
 	if _, err := e.API.ImageInspect(ctx, ref); err == nil {
 		return nil
-	} else if !errdefs.IsNotFound(err) {
+	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %s: %w", ref, err)
 	}
 	if job.ModuleDir == "" {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -26,7 +27,6 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -139,7 +139,7 @@ func (e *Executor) CheckImage(ctx context.Context) error {
 
 func (e *Executor) imageID(ctx context.Context, ref string) (string, error) {
 	img, err := e.API.ImageInspect(ctx, ref)
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("%w: %s (build the images winch needs from local files with `make images`; no registry is used)", ErrImageMissing, ref)
 	}
 	if err != nil {
@@ -342,7 +342,7 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 	}
 	name := ContainerName(job.ID, job.Attempt)
 	resp, err := e.API.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if errdefs.IsConflict(err) {
+	if cerrdefs.IsConflict(err) {
 		existing, ierr := e.API.ContainerInspect(ctx, name)
 		if ierr != nil {
 			return "", false, fmt.Errorf("container %s exists but cannot be inspected: %w", name, ierr)
@@ -426,8 +426,8 @@ func (e *Executor) remove(id string) {
 	defer cancel()
 	err := e.API.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	switch {
-	case err == nil, errdefs.IsNotFound(err):
-	case errdefs.IsConflict(err):
+	case err == nil, cerrdefs.IsNotFound(err):
+	case cerrdefs.IsConflict(err):
 		// Another run of the same attempt is removing it already.
 		e.log().Debug("remove container", "container", id, "err", err)
 	default:
@@ -436,7 +436,7 @@ func (e *Executor) remove(id string) {
 }
 
 func isGone(err error) bool {
-	return errdefs.IsNotFound(err) || errdefs.IsConflict(err) || strings.Contains(err.Error(), "is not running")
+	return cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is not running")
 }
 
 func (e *Executor) log() *slog.Logger {
@@ -470,7 +470,7 @@ func (e *Executor) Leftovers(ctx context.Context, deployment, job string) ([]wor
 // Remove implements worker.Reapable.
 func (e *Executor) Remove(ctx context.Context, l worker.Leftover) error {
 	e.stop(l.ID)
-	if err := e.API.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+	if err := e.API.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", l.ID, err)
 	}
 	return nil

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 // ensureToolbox builds winch-toolbox if the engine lacks it.
 func ensureToolbox(ctx context.Context) error {
 	_, err := api.ImageInspect(ctx, docker.DefaultImage)
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return docker.BuildToolbox(ctx, api, docker.DefaultImage, docker.BusyboxPath, io.Discard)
 	}
 	return err

@@ -8,10 +8,16 @@ import "strings"
 // Stream, bucket and subject names. They are the contract between producers,
 // workers and the sink; see DESIGN.md.
 const (
-	JobsStream    = "WINCH_JOBS"
-	EventsStream  = "WINCH_EVENTS"
-	StateBucket   = "WINCH_JOBS_STATE"
-	ModulesBucket = "WINCH_MODULES"
+	JobsStream   = "WINCH_JOBS"
+	EventsStream = "WINCH_EVENTS"
+	StateBucket  = "WINCH_JOBS_STATE"
+	// DeadStream keeps the server's advisories of requests that ran out of
+	// deliveries until a worker has recorded their jobs as dead, so that
+	// none is lost while no worker is listening.
+	DeadStream = "WINCH_DEAD_LETTERS"
+	// MaxDeliveriesAdvisories is where the server announces them.
+	MaxDeliveriesAdvisories = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + JobsStream + ".>"
+	ModulesBucket           = "WINCH_MODULES"
 
 	jobsPrefix   = "winch.jobs."
 	eventsPrefix = "winch.events."

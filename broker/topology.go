@@ -95,6 +95,18 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", EventsStream, err)
 	}
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        DeadStream,
+		Description: "requests that ran out of deliveries, until a worker records their jobs dead",
+		Subjects:    []string{MaxDeliveriesAdvisories},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      t.EventsMaxAge,
+		Duplicates:  t.DuplicateWindow,
+		Replicas:    t.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", DeadStream, err)
+	}
 	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
 		Description: "the latest state of each winch job",

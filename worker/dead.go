@@ -7,41 +7,61 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/schema"
 )
 
-// maxDeliveriesAdvisory is published by the server when a request has been
-// delivered MaxDeliver times without an ack; it will not be delivered again.
-const maxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + broker.JobsStream + ".*"
-
-// watchDeadLetters subscribes, in a queue group so that one worker of the
-// fleet handles each, to the advisories of requests that ran out of
-// deliveries, and records those jobs as dead.
-func (w *Worker) watchDeadLetters() error {
-	sub, err := w.nc.QueueSubscribe(maxDeliveriesAdvisory, "winch-dead-letters", func(m *nats.Msg) {
-		var adv struct {
-			StreamSeq  uint64 `json:"stream_seq"`
-			Deliveries uint64 `json:"deliveries"`
+// deadLetters takes the server's advisories of requests that ran out of
+// deliveries from the dead-letter stream (a work queue shared by every
+// worker, so each is handled once, and kept while no worker runs) and
+// records their jobs as dead.
+func (w *Worker) deadLetters(c jetstream.Consumer) {
+	defer w.loops.Done()
+	for w.fetchCtx.Err() == nil {
+		ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
+		batch, err := c.Fetch(10, jetstream.FetchContext(ctx))
+		if err != nil {
+			cancel()
+			if w.fetchCtx.Err() == nil {
+				w.log.Warn("fetch dead letters", "err", err)
+				sleepOrDone(w.fetchCtx, time.Second)
+			}
+			continue
 		}
-		if err := json.Unmarshal(m.Data, &adv); err != nil {
-			w.log.Warn("undecodable max-deliveries advisory", "err", err)
-			return
+		for m := range batch.Messages() {
+			w.buryAdvisory(m)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		defer cancel()
-		if err := w.bury(ctx, adv.StreamSeq, adv.Deliveries); err != nil {
-			w.log.Error("record dead request", "stream_seq", adv.StreamSeq, "err", err)
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+		cancel()
 	}
-	w.deadSub = sub
-	return nil
+}
+
+func (w *Worker) buryAdvisory(m jetstream.Msg) {
+	var adv struct {
+		StreamSeq  uint64 `json:"stream_seq"`
+		Deliveries uint64 `json:"deliveries"`
+	}
+	if err := json.Unmarshal(m.Data(), &adv); err != nil {
+		w.log.Warn("undecodable max-deliveries advisory; dropping it", "err", err)
+		_ = m.Term()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := w.bury(ctx, adv.StreamSeq, adv.Deliveries); err != nil {
+		w.log.Error("record dead request; will retry", "stream_seq", adv.StreamSeq, "err", err)
+		_ = m.NakWithDelay(5 * time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+func sleepOrDone(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // bury marks the job of the request at seq dead, unless a live worker still

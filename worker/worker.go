@@ -107,7 +107,6 @@ type Worker struct {
 	jobsCtx     context.Context
 	cancelJobs  context.CancelCauseFunc
 	loops, jobs sync.WaitGroup
-	deadSub     *nats.Subscription
 	stopOnce    sync.Once
 }
 
@@ -165,8 +164,12 @@ func (w *Worker) Start(ctx context.Context) error {
 		}
 		consumers[q] = c
 	}
-	if err := w.watchDeadLetters(); err != nil {
-		return err
+	dead, err := w.js.CreateOrUpdateConsumer(ctx, broker.DeadStream, jetstream.ConsumerConfig{
+		Durable: "dead-letters", Description: "winch workers recording dead jobs",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.cfg.Topology.AckWait,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure dead-letter consumer: %w", err)
 	}
 	w.fetchCtx, w.stopFetch = context.WithCancel(context.Background())
 	w.jobsCtx, w.cancelJobs = context.WithCancelCause(context.Background())
@@ -174,6 +177,8 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.loops.Add(1)
 		go w.fetchLoop(q, c)
 	}
+	w.loops.Add(1)
+	go w.deadLetters(dead)
 	if r, ok := w.cfg.Executor.(Reapable); ok {
 		w.loops.Add(1)
 		go w.reapLoop(r)
@@ -193,9 +198,6 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.stopFetch()
 		w.loops.Wait()
-		if w.deadSub != nil {
-			_ = w.deadSub.Unsubscribe()
-		}
 		done := make(chan struct{})
 		go func() { w.jobs.Wait(); close(done) }()
 		timer := time.NewTimer(w.cfg.DrainTimeout)

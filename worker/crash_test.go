@@ -107,8 +107,6 @@ func TestRequestOutOfDeliveriesIsDead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A worker of another queue; every worker watches for dead letters.
-	e.StartWorker(worker.Config{Queues: []string{e.Queue + "-other"}})
 	id := e.Submit("core.echo", map[string]any{"text": "never"})
 	for range jobtest.Topology.MaxDeliver {
 		msg, err := cons.Next()
@@ -122,6 +120,9 @@ func TestRequestOutOfDeliveriesIsDead(t *testing.T) {
 	if _, err := cons.Next(jetstream.FetchMaxWait(time.Second)); err == nil {
 		t.Fatal("the request was delivered more than MaxDeliver times")
 	}
+	// A worker that starts only now (of another queue: every worker takes
+	// dead letters) still finds the advisory: the stream kept it.
+	e.StartWorker(worker.Config{Queues: []string{e.Queue + "-other"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	st, err := e.Client.Wait(ctx, id)

@@ -37,37 +37,36 @@ func TestWorkerDiesBeforeClaimHandsOn(t *testing.T) {
 	}
 }
 
-// A worker killed after it claimed a job but before the command started:
-// the job is handed on, even though its command may not be retried.
-func TestWorkerKilledBeforeStartHandsOn(t *testing.T) {
+// A worker killed after it claimed a job but before the command started
+// hands the job on, even though its command may not be retried; one killed
+// while a command that may be retried runs, too. Either way another worker
+// runs it, as the second attempt.
+func TestKilledWorkerHandsTheJobOn(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	c := e.StartChild("hang-"+e.Queue, "WINCH_TEST_HANG=1")
-	id := e.Submit("test.once", map[string]any{"seconds": 0.1})
-	e.WaitFor(id, schema.KindAccepted)
-	c.Kill()
-	w := e.StartWorker(worker.Config{})
-	events := e.Follow(id)
-	end := jobtest.Last(events)
-	if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 2 {
-		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
-	}
-}
-
-// A worker killed while a command that may be retried runs: another worker
-// runs it again.
-func TestWorkerKilledMidRunRetriesRetryableCommand(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	c := e.StartChild("crash-" + e.Queue)
-	id := e.Submit("core.sleep", map[string]any{"seconds": 1})
-	e.WaitFor(id, schema.KindStarted)
-	c.Kill()
-	w := e.StartWorker(worker.Config{})
-	events := e.Follow(id)
-	end := jobtest.Last(events)
-	if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 2 {
-		t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
+	for _, tt := range []struct {
+		name    string
+		env     []string
+		command string
+		params  map[string]any
+		after   schema.Kind
+	}{
+		{"before the start", []string{"WINCH_TEST_HANG=1"}, "test.once", map[string]any{"seconds": 0.1}, schema.KindAccepted},
+		{"mid-run, retryable", nil, "core.sleep", map[string]any{"seconds": 1}, schema.KindStarted},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			c := e.StartChild("doomed-"+e.Queue, tt.env...)
+			id := e.Submit(tt.command, tt.params)
+			e.WaitFor(id, tt.after)
+			c.Kill()
+			w := e.StartWorker(worker.Config{})
+			events := e.Follow(id)
+			end := jobtest.Last(events)
+			if end.State != schema.StateSucceeded || end.Worker != w.ID() || end.Attempt != 2 {
+				t.Fatalf("ended %s on %s attempt %d: %s", end.State, end.Worker, end.Attempt, jobtest.Kinds(events))
+			}
+		})
 	}
 }
 

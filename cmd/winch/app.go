@@ -206,8 +206,12 @@ func (g *Globals) clientLogger() *slog.Logger { return g.logger(g.stdio.Err) }
 func (g *Globals) serviceLogger() *slog.Logger { return g.logger(g.stdio.Out) }
 
 // client connects to NATS and binds a producer, failing fast: a CLI command
-// should say at once that nothing is there.
+// should say at once that nothing is there. Commands that use it print text
+// or JSON.
 func (g *Globals) client(ctx context.Context) (*producer.Client, *nats.Conn, error) {
+	if err := g.outputOneOf("text", "json"); err != nil {
+		return nil, nil, err
+	}
 	log := g.clientLogger()
 	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-cli", Logger: log})
 	if err != nil {

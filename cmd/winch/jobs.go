@@ -20,9 +20,6 @@ type LogsCmd struct {
 // Run replays (or follows) the job's events, from the events stream or,
 // for a job older than it keeps, from the audit store.
 func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -80,9 +77,6 @@ type StatusCmd struct {
 
 // Run prints the job's state.
 func (c *StatusCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -105,9 +99,6 @@ type PsCmd struct {
 
 // Run lists jobs.
 func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
@@ -138,9 +129,6 @@ type CancelCmd struct {
 
 // Run cancels the job and, for a running one, waits until it has ended.
 func (c *CancelCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	principal, err := g.principal()
 	if err != nil {
 		return err
@@ -182,9 +170,6 @@ type CommandsCmd struct{}
 
 // Run prints the command tree.
 func (c *CommandsCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	_, nc, err := g.client(ctx)
 	if err != nil {
 		return err

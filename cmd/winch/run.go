@@ -30,9 +30,6 @@ type RunCmd struct {
 // Run validates, publishes and, unless detached, follows the run, and exits
 // with the command's exit code.
 func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
-	if err := g.outputOneOf("text", "json"); err != nil {
-		return err
-	}
 	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err

@@ -263,10 +263,19 @@ func (e *Executor) outcome(id string, code int) (worker.Outcome, error) {
 	out := worker.Outcome{ExitCode: code}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if info, err := e.API.ContainerInspect(ctx, id); err == nil && info.State != nil && info.State.OOMKilled {
-		out.Reason = schema.ReasonOOMKilled
+	// The engine learns of an OOM kill from its own event, which can come
+	// just after the exit: a SIGKILLed container (137) gets a moment for it.
+	for try := 0; ; try++ {
+		info, err := e.API.ContainerInspect(ctx, id)
+		if err == nil && info.State != nil && info.State.OOMKilled {
+			out.Reason = schema.ReasonOOMKilled
+			return out, nil
+		}
+		if err != nil || code != 128+9 || try == 10 {
+			return out, nil
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return out, nil
 }
 
 // create makes the attempt's container, or finds the one a previous

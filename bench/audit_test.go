@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/audit"
@@ -41,16 +43,16 @@ func benchEvent(i int) schema.Event {
 	return ev
 }
 
-// BenchmarkClickHouseBatchInsert is the baseline for the sink: the same rows
-// inserted with a plain clickhouse-go batch into the same table, 5000 a batch.
-func BenchmarkClickHouseBatchInsert(b *testing.B) {
-	ch := clickHouse(b)
+// migratedStore opens the audit store in database db, migrated, and a
+// plain connection to the same server; both close when b ends.
+func migratedStore(b *testing.B, ch *testenv.ClickHouse, db string) (*audit.Store, driver.Conn) {
+	b.Helper()
 	ctx := context.Background()
-	store, err := audit.Open(ctx, ch.DSN("plain"), nil)
+	store, err := audit.Open(ctx, ch.DSN(db), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer store.Close()
+	b.Cleanup(func() { store.Close() })
 	if _, err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +61,16 @@ func BenchmarkClickHouseBatchInsert(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	b.Cleanup(func() { conn.Close() })
+	return store, conn
+}
+
+// BenchmarkClickHouseBatchInsert is the baseline for the sink: the same rows
+// inserted with a plain clickhouse-go batch into the same table, 5000 a batch.
+func BenchmarkClickHouseBatchInsert(b *testing.B) {
+	ch := clickHouse(b)
+	ctx := context.Background()
+	_, conn := migratedStore(b, ch, "plain")
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		batch, err := conn.PrepareBatch(ctx, "INSERT INTO plain.events (job_id, attempt, seq, time, time_ns, kind, state, stream, data, has_exit, exit_code, error, reason, worker, command, principal, queue, param_names, param_values, executor, image)")
@@ -192,20 +203,7 @@ func BenchmarkSinkLag(b *testing.B) {
 func BenchmarkAuditQueries(b *testing.B) {
 	ch := clickHouse(b)
 	ctx := context.Background()
-	store, err := audit.Open(ctx, ch.DSN("big"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	opts, _ := clickhouse.ParseDSN(ch.DSN("default"))
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	store, conn := migratedStore(b, ch, "big")
 	const events = 10_000_000
 	const perJob = 8
 	began := time.Now()

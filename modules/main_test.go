@@ -6,8 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/gittest"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
 )
@@ -43,16 +43,7 @@ commands:
 // own, with its own cache.
 func registry(t *testing.T) *modules.Registry {
 	t.Helper()
-	nc, err := broker.Connect(t.Context(), broker.ConnectConfig{URL: natsURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MODS_" + sanitize(t.Name())})
+	kv, err := jobtest.New(t, natsURL, nil).JS.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MODS_" + sanitize(t.Name())})
 	if err != nil {
 		t.Fatal(err)
 	}

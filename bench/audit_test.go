@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/audit"
@@ -92,16 +93,39 @@ func BenchmarkClickHouseBatchInsert(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// winchServer is an embedded server with winch's streams.
+func winchServer(b *testing.B) (*nats.Conn, jetstream.JetStream) {
+	b.Helper()
+	nc := server(b)
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = broker.Ensure(context.Background(), js, broker.Topology{})
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return nc, js
+}
+
+// startSink runs a sink with the default settings until b ends.
+func startSink(b *testing.B, nc *nats.Conn, store *audit.Store) {
+	b.Helper()
+	sink, err := audit.NewSink(nc, store, audit.SinkConfig{})
+	if err == nil {
+		err = sink.Start(context.Background())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sink.Stop(context.Background()) })
+}
+
 // BenchmarkSinkThroughput publishes b.N events to the events stream, then
 // measures how long the sink takes to have them all in ClickHouse.
 func BenchmarkSinkThroughput(b *testing.B) {
 	ch := clickHouse(b)
-	nc := server(b)
+	nc, js := winchServer(b)
 	ctx := context.Background()
-	js, _ := jetstream.New(nc)
-	if err := broker.Ensure(ctx, js, broker.Topology{}); err != nil {
-		b.Fatal(err)
-	}
 	for i := range b.N {
 		data, _ := json.Marshal(benchEvent(i))
 		if _, err := js.PublishAsync(broker.EventSubject(fmt.Sprintf("job%07d", i/8), "log"), data); err != nil {
@@ -115,14 +139,7 @@ func BenchmarkSinkThroughput(b *testing.B) {
 	}
 	defer store.Close()
 	b.ResetTimer()
-	sink, err := audit.NewSink(nc, store, audit.SinkConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := sink.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = sink.Stop(ctx) }()
+	startSink(b, nc, store)
 	for {
 		n, err := store.CountEvents(ctx)
 		if err == nil && n >= uint64(b.N) {
@@ -139,25 +156,14 @@ func BenchmarkSinkThroughput(b *testing.B) {
 // from its publish until a query finds it.
 func BenchmarkSinkLag(b *testing.B) {
 	ch := clickHouse(b)
-	nc := server(b)
+	nc, js := winchServer(b)
 	ctx := context.Background()
-	js, _ := jetstream.New(nc)
-	if err := broker.Ensure(ctx, js, broker.Topology{}); err != nil {
-		b.Fatal(err)
-	}
 	store, err := audit.Open(ctx, ch.DSN("lag"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	sink, err := audit.NewSink(nc, store, audit.SinkConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := sink.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = sink.Stop(ctx) }()
+	startSink(b, nc, store)
 	type marker struct {
 		id   string
 		sent time.Time

@@ -91,8 +91,7 @@ func TestWorkerKilledMidRunLosesNonRetryableCommand(t *testing.T) {
 	if st := e.Status(id); st.State != schema.StateFailed || st.Reason != schema.ReasonWorkerLost {
 		t.Fatalf("state %+v", st)
 	}
-	jobtest.Eventually(5*time.Second, func() bool { return e.Pending() == 0 })
-	if n := e.Pending(); n != 0 {
+	if n := e.Drained(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
 }
@@ -135,7 +134,7 @@ func TestRequestOutOfDeliveriesIsDead(t *testing.T) {
 	if end.State != schema.StateDead {
 		t.Fatalf("final event %+v", end)
 	}
-	if n := e.Pending(); n != 0 {
+	if n := e.Drained(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
 }

@@ -193,6 +193,16 @@ func (e *Env) Pending() uint64 {
 	return n
 }
 
+// Drained waits until the test's queue holds no request (a worker
+// acknowledges a request only after it published the job's end, so a
+// follower sees the end first) and returns how many are left.
+func (e *Env) Drained() uint64 {
+	e.T.Helper()
+	var n uint64
+	Eventually(10*time.Second, func() bool { n = e.Pending(); return n == 0 })
+	return n
+}
+
 // Eventually polls cond until it holds or the timeout passes.
 func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

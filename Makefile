@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Go packages whose tests share goroutines: run them under the race detector.
 PKGS    := ./...
 
-.PHONY: build images services clickhouse run test lint bench fuzz clean
+.PHONY: build images services clickhouse run test lint bench fuzz chaos clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/winch
@@ -57,6 +57,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateParams$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./modules/
+
+# The kill -9 loop (worker/chaos_test.go) at full size: WINCH_CHAOS_JOBS jobs
+# while worker processes are SIGKILLed every 2-4 s; WINCH_CHAOS_SEED repeats a
+# run. Plain `go test` runs it with 100 jobs.
+WINCH_CHAOS_JOBS ?= 300
+chaos:
+	WINCH_CHAOS_JOBS=$(WINCH_CHAOS_JOBS) $(GO) test -race -count=1 -timeout 30m -run '^TestChaosKillLoop$$' -v ./worker/
 
 clean:
 	-ops/clickhouse.sh stop .data/clickhouse

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,10 +45,14 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 	ctx := t.Context()
 	topo := broker.Topology{AckWait: 2 * time.Second}
 	for range 2 {
-		if err := broker.Ensure(ctx, js, topo); err != nil {
+		got, err := broker.Ensure(ctx, js, topo)
+		if err != nil {
 			t.Fatalf("Ensure: %v", err)
 		}
-		if _, err := broker.EnsureQueue(ctx, js, "default", topo); err != nil {
+		if got != topo.WithDefaults() {
+			t.Fatalf("Ensure returned %+v, want %+v", got, topo.WithDefaults())
+		}
+		if _, err := broker.EnsureQueue(ctx, js, "default", got); err != nil {
 			t.Fatalf("EnsureQueue: %v", err)
 		}
 	}
@@ -62,18 +67,39 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.Ensure(ctx, js, topo); err != nil {
+	if _, err := broker.Ensure(ctx, js, topo); err != nil {
 		t.Fatal(err)
+	}
+	// Zero settings take the fleet's.
+	if got, err := broker.Ensure(ctx, js, broker.Topology{}); err != nil || got.AckWait != 2*time.Second {
+		t.Fatalf("Ensure with no settings: %+v, %v; want the fleet's ack wait of 2s", got, err)
 	}
 	if m, err := updates.NextMsg(300 * time.Millisecond); err == nil {
 		t.Fatalf("Ensure of an unchanged topology updated a stream: %s", m.Subject)
 	}
-	// A changed setting is applied to the existing stream.
-	if err := broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second, EventsMaxAge: time.Hour}); err != nil {
-		t.Fatal(err)
+	// A process that asks for other settings is refused, and changes
+	// nothing: only Apply (winch init) changes the fleet's settings.
+	var conflict *broker.ConflictError
+	_, err = broker.Ensure(ctx, js, broker.Topology{AckWait: 3 * time.Second, EventsMaxAge: time.Hour})
+	if !errors.As(err, &conflict) || len(conflict.Diffs) != 2 ||
+		conflict.Diffs[0] != "ack_wait: the fleet has 2s, this process asks for 3s" || !strings.Contains(err.Error(), "winch init") {
+		t.Fatalf("Ensure with other settings: %v", err)
+	}
+	if _, err := broker.Check(ctx, js, broker.Topology{MaxDeliver: 9}); !errors.As(err, &conflict) {
+		t.Fatalf("Check with another max deliver: %v", err)
+	}
+	if ev, err := js.Stream(ctx, broker.EventsStream); err != nil || ev.CachedInfo().Config.MaxAge == time.Hour {
+		t.Fatalf("a refused Ensure changed the events stream: %v", err)
+	}
+	applied, err := broker.Apply(ctx, js, broker.Topology{AckWait: 3 * time.Second, EventsMaxAge: time.Hour})
+	if err != nil || applied.AckWait != 3*time.Second || applied.MaxDeliver != 5 {
+		t.Fatalf("Apply: %+v, %v", applied, err)
 	}
 	if ev, err := js.Stream(ctx, broker.EventsStream); err != nil || ev.CachedInfo().Config.MaxAge != time.Hour {
-		t.Fatalf("events stream after a changed Ensure: %v", err)
+		t.Fatalf("events stream after Apply: %v", err)
+	}
+	if loaded, err := broker.Load(ctx, js); err != nil || loaded != applied {
+		t.Fatalf("Load after Apply: %+v, %v; want %+v", loaded, err, applied)
 	}
 	info, err := js.Stream(ctx, broker.JobsStream)
 	if err != nil {
@@ -87,16 +113,17 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ci := cons.CachedInfo().Config
-	if ci.AckWait != 2*time.Second || ci.MaxDeliver != 5 || len(ci.BackOff) != 5 || ci.AckPolicy != jetstream.AckExplicitPolicy {
+	// Apply brought the existing queue consumer to the new lease.
+	if ci.AckWait != 3*time.Second || ci.MaxDeliver != 5 || len(ci.BackOff) != 5 || ci.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Fatalf("consumer config %+v", ci)
 	}
 
 	// A request acknowledged by the server is still there after a restart
 	// on the same directory.
-	if _, err := js.Publish(ctx, broker.JobSubject("default", "alice"), []byte("x"), jetstream.WithMsgID("m1")); err != nil {
+	if _, err := js.Publish(ctx, broker.JobSubject("default", "j1", "alice"), []byte("x"), jetstream.WithMsgID("m1")); err != nil {
 		t.Fatal(err)
 	}
-	ack, err := js.Publish(ctx, broker.JobSubject("default", "alice"), []byte("x"), jetstream.WithMsgID("m1"))
+	ack, err := js.Publish(ctx, broker.JobSubject("default", "j1", "alice"), []byte("x"), jetstream.WithMsgID("m1"))
 	if err != nil || !ack.Duplicate {
 		t.Fatalf("second publish with the same id: duplicate=%v err=%v", ack != nil && ack.Duplicate, err)
 	}
@@ -122,17 +149,33 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 func TestSubjects(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		subject, principal string
-		ok                 bool
+		subject string
+		want    broker.JobSubjectParts
+		ok      bool
 	}{
-		{broker.JobSubject("default", "alice"), "alice", true},
-		{"winch.jobs.default", "", false},
-		{"winch.jobs.default.a.b", "", false},
-		{"winch.events.j.log", "", false},
+		{broker.JobSubject("default", "j1", "alice"), broker.JobSubjectParts{Queue: "default", Job: "j1", Principal: "alice"}, true},
+		{"winch.jobs.default.alice", broker.JobSubjectParts{}, false},
+		{"winch.jobs.default.j1.a.b", broker.JobSubjectParts{}, false},
+		{"winch.jobs.default..alice", broker.JobSubjectParts{}, false},
+		{"winch.events.j.log", broker.JobSubjectParts{}, false},
 	} {
-		p, ok := broker.PrincipalOf(tt.subject)
-		if p != tt.principal || ok != tt.ok {
-			t.Errorf("PrincipalOf(%q) = %q, %v", tt.subject, p, ok)
+		got, ok := broker.ParseJobSubject(tt.subject)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseJobSubject(%q) = %+v, %v", tt.subject, got, ok)
+		}
+	}
+	for _, tt := range []struct {
+		subject string
+		want    broker.ControlSubjectParts
+		ok      bool
+	}{
+		{broker.ControlSubject("cancel", "j1", "bob"), broker.ControlSubjectParts{Action: "cancel", Job: "j1", Principal: "bob"}, true},
+		{"winch.control.cancel.j1", broker.ControlSubjectParts{}, false},
+		{"winch.jobs.default.j1.bob", broker.ControlSubjectParts{}, false},
+	} {
+		got, ok := broker.ParseControlSubject(tt.subject)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ParseControlSubject(%q) = %+v, %v", tt.subject, got, ok)
 		}
 	}
 }

@@ -40,7 +40,7 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wnc.Close()
-	if err := broker.Ensure(t.Context(), wjs, broker.Topology{}); err != nil {
+	if _, err := broker.Ensure(t.Context(), wjs, broker.Topology{}); err != nil {
 		t.Fatalf("the worker user cannot create the topology: %v", err)
 	}
 	anc, ajs, err := connectAs("alice", "alice-pw")
@@ -48,13 +48,57 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer anc.Close()
-	if _, err := ajs.Publish(t.Context(), broker.JobSubject("default", "alice"), []byte("{}")); err != nil {
+	if _, err := ajs.Publish(t.Context(), broker.JobSubject("default", "j1", "alice"), []byte("{}")); err != nil {
 		t.Fatalf("alice cannot publish as alice: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	if _, err := ajs.Publish(t.Context(), broker.ControlSubject("cancel", "j1", "alice"), []byte("{}")); err != nil {
+		t.Fatalf("alice cannot ask to cancel as alice: %v", err)
+	}
+	// Everything that would let alice act as someone else, or write the
+	// record of what happened, is refused by the server.
+	for _, subject := range []string{
+		broker.JobSubject("default", "j2", "bob"),
+		broker.ControlSubject("cancel", "j1", "bob"),
+		broker.EventSubject("j1", "finished"),
+		broker.EventSubject("j1", "accepted"),
+		"$KV." + broker.StateBucket + ".j1",
+		"$KV." + broker.WorkersBucket + ".w1",
+		broker.WorkerSubject("w1"),
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if _, err := ajs.Publish(ctx, subject, []byte(`{"job_id":"j1","kind":"finished","state":"succeeded"}`)); err == nil {
+			t.Errorf("alice published on %s", subject)
+		}
+		cancel()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, err := ajs.Publish(ctx, broker.JobSubject("default", "bob"), []byte("{}")); err == nil {
-		t.Fatal("alice published a request as bob")
+	kv, err := ajs.KeyValue(ctx, broker.StateBucket)
+	if err != nil {
+		t.Fatalf("alice cannot read job states: %v", err)
+	}
+	putCtx, cancelPut := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancelPut()
+	if _, err := kv.Put(putCtx, "j1", []byte(`{"job_id":"j1","state":"succeeded"}`)); err == nil {
+		t.Fatal("alice wrote a job state")
+	}
+	if _, err := kv.Get(ctx, "j1"); err == nil {
+		t.Fatal("a forged state is in the bucket")
+	}
+	ev, err := wjs.Stream(t.Context(), broker.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ev.Info(t.Context()); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("the events stream holds %d messages after alice's attempts (%v), want 0", info.State.Msgs, err)
+	}
+	if _, err := broker.EnsureQueue(t.Context(), wjs, "default", broker.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	delCtx, cancelDel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancelDel()
+	if err := ajs.DeleteConsumer(delCtx, broker.JobsStream, broker.ConsumerName("default")); err == nil {
+		t.Fatal("alice deleted the workers' consumer")
 	}
 	if err := ajs.DeleteStream(ctx, broker.JobsStream); err == nil {
 		t.Fatal("alice deleted the jobs stream")

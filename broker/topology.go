@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,10 +67,185 @@ func (t Topology) Lease() time.Duration { return t.WithDefaults().AckWait }
 // HeartbeatInterval is how often a worker proves it still holds a job.
 func (t Topology) HeartbeatInterval() time.Duration { return t.WithDefaults().AckWait / 3 }
 
-// Ensure creates or updates the streams and buckets. It is idempotent, so
-// every process that needs them may call it at start.
-func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
-	t = t.WithDefaults()
+// ConflictError says that a process was started with cluster-wide settings
+// that differ from the ones the fleet's topology has. Those settings have one
+// owner, `winch init` (Apply): a worker whose flags disagree says so instead of
+// silently reconfiguring every other worker.
+type ConflictError struct {
+	// Diffs name each setting: "ack_wait: the fleet has 30s, this process asks for 3s".
+	Diffs []string
+}
+
+func (e *ConflictError) Error() string {
+	return "cluster-wide settings differ from the fleet's: " + strings.Join(e.Diffs, "; ") +
+		". Drop the flags to use the fleet's settings, or change them for every worker with `winch init` and the same flags"
+}
+
+// settings are the Topology fields that a process may ask for, with how
+// each is stored in the jobs stream's metadata, so that every process reads
+// the fleet's settings from one place.
+var settings = []struct {
+	key string
+	get func(*Topology) any
+	set func(*Topology, string) error
+}{
+	{"ack_wait", func(t *Topology) any { return t.AckWait }, durationSetter(func(t *Topology) *time.Duration { return &t.AckWait })},
+	{"max_deliver", func(t *Topology) any { return t.MaxDeliver }, intSetter(func(t *Topology) *int { return &t.MaxDeliver })},
+	{"max_ack_pending", func(t *Topology) any { return t.MaxAckPending }, intSetter(func(t *Topology) *int { return &t.MaxAckPending })},
+	{"events_max_age", func(t *Topology) any { return t.EventsMaxAge }, durationSetter(func(t *Topology) *time.Duration { return &t.EventsMaxAge })},
+	{"state_ttl", func(t *Topology) any { return t.StateTTL }, durationSetter(func(t *Topology) *time.Duration { return &t.StateTTL })},
+	{"duplicate_window", func(t *Topology) any { return t.DuplicateWindow }, durationSetter(func(t *Topology) *time.Duration { return &t.DuplicateWindow })},
+	{"replicas", func(t *Topology) any { return t.Replicas }, intSetter(func(t *Topology) *int { return &t.Replicas })},
+}
+
+const metadataPrefix = "winch."
+
+func durationSetter(f func(*Topology) *time.Duration) func(*Topology, string) error {
+	return func(t *Topology, s string) error {
+		d, err := time.ParseDuration(s)
+		*f(t) = d
+		return err
+	}
+}
+
+func intSetter(f func(*Topology) *int) func(*Topology, string) error {
+	return func(t *Topology, s string) error {
+		n, err := strconv.Atoi(s)
+		*f(t) = n
+		return err
+	}
+}
+
+func isZero(v any) bool {
+	switch v := v.(type) {
+	case time.Duration:
+		return v <= 0
+	case int:
+		return v <= 0
+	}
+	return false
+}
+
+func (t Topology) metadata() map[string]string {
+	m := make(map[string]string, len(settings))
+	for _, s := range settings {
+		m[metadataPrefix+s.key] = fmt.Sprint(s.get(&t))
+	}
+	return m
+}
+
+// topologyFrom reads the settings recorded on the jobs stream; ok is false
+// when none are (a stream made before settings were recorded).
+func topologyFrom(meta map[string]string) (Topology, bool, error) {
+	var t Topology
+	found := false
+	for _, s := range settings {
+		v, ok := meta[metadataPrefix+s.key]
+		if !ok {
+			continue
+		}
+		found = true
+		if err := s.set(&t, v); err != nil {
+			return t, true, fmt.Errorf("stream %s metadata %s%s=%q: %w", JobsStream, metadataPrefix, s.key, v, err)
+		}
+	}
+	return t.WithDefaults(), found, nil
+}
+
+// Load returns the fleet's topology, as recorded on the jobs stream.
+func Load(ctx context.Context, js jetstream.JetStream) (Topology, error) {
+	s, err := js.Stream(ctx, JobsStream)
+	if err != nil {
+		return Topology{}, fmt.Errorf("read the topology: %w", err)
+	}
+	t, _, err := topologyFrom(s.CachedInfo().Config.Metadata)
+	return t, err
+}
+
+// Ensure makes sure winch's streams, buckets and their shape exist, and
+// returns the fleet's topology. Where there is none yet, it is made with t's
+// settings (defaults for the unset ones): the first process to start owns
+// them. Where there is one, a setting that t asks for (a non-zero field) and
+// that differs from the fleet's is a *ConflictError, and nothing is changed;
+// only Apply changes settings.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) (Topology, error) {
+	return ensure(ctx, js, t, false)
+}
+
+// Apply is Ensure that changes the fleet's settings to t's non-zero fields,
+// on every stream, bucket and queue consumer. It is `winch init`.
+func Apply(ctx context.Context, js jetstream.JetStream, t Topology) (Topology, error) {
+	return ensure(ctx, js, t, true)
+}
+
+// Check returns the fleet's topology without changing anything: a
+// *ConflictError if t asks for a setting (a non-zero field) that differs,
+// ErrNoTopology if there is none yet.
+func Check(ctx context.Context, js jetstream.JetStream, t Topology) (Topology, error) {
+	s, err := js.Stream(ctx, JobsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return Topology{}, ErrNoTopology
+	}
+	if err != nil {
+		return Topology{}, fmt.Errorf("read the topology: %w", err)
+	}
+	have, _, err := topologyFrom(s.CachedInfo().Config.Metadata)
+	if err != nil {
+		return Topology{}, err
+	}
+	if _, diffs := merge(have, t); len(diffs) > 0 {
+		return have, &ConflictError{Diffs: diffs}
+	}
+	return have, nil
+}
+
+// ErrNoTopology: winch's streams are not on this server yet.
+var ErrNoTopology = errors.New("winch's streams are not on this NATS server (start `winch broker`, `winch dev` or `winch init` once to create them)")
+
+// merge returns have with asked's non-zero settings, and what differed.
+func merge(have, asked Topology) (Topology, []string) {
+	var diffs []string
+	merged := have
+	for _, st := range settings {
+		want := st.get(&asked)
+		if isZero(want) || want == st.get(&have) {
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("%s: the fleet has %v, this process asks for %v", st.key, st.get(&have), want))
+		_ = st.set(&merged, fmt.Sprint(want))
+	}
+	return merged, diffs
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, asked Topology, apply bool) (Topology, error) {
+	t := asked.WithDefaults()
+	if s, err := js.Stream(ctx, JobsStream); err == nil {
+		have, recorded, err := topologyFrom(s.CachedInfo().Config.Metadata)
+		if err != nil {
+			return Topology{}, err
+		}
+		if recorded {
+			merged, diffs := merge(have, asked)
+			if len(diffs) > 0 && !apply {
+				return have, &ConflictError{Diffs: diffs}
+			}
+			t = merged
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return Topology{}, fmt.Errorf("read the topology: %w", err)
+	}
+	if err := ensureAll(ctx, js, t); err != nil {
+		return Topology{}, err
+	}
+	if apply {
+		if err := updateQueues(ctx, js, t); err != nil {
+			return Topology{}, err
+		}
+	}
+	return t, nil
+}
+
+func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        JobsStream,
 		Description: "winch requests; one durable consumer per queue",
@@ -77,6 +255,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Duplicates:  t.DuplicateWindow,
 		Replicas:    t.Replicas,
 		MaxMsgSize:  1 << 20,
+		// Direct gets let clients and workers find a queued request by its
+		// job (winch ps, winch status, cancel) without a consumer.
+		AllowDirect: true,
+		Metadata:    t.metadata(),
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", JobsStream, err)
 	}
@@ -94,6 +276,19 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		MaxConsumers: 100_000,
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", EventsStream, err)
+	}
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        ControlStream,
+		Description: "winch control requests (cancel), until a worker has decided them",
+		Subjects:    []string{controlPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      t.EventsMaxAge,
+		Duplicates:  t.DuplicateWindow,
+		Replicas:    t.Replicas,
+		MaxMsgSize:  64 << 10,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", ControlStream, err)
 	}
 	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        DeadStream,
@@ -116,6 +311,17 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Replicas:    t.Replicas,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", StateBucket, err)
+	}
+	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      WorkersBucket,
+		Description: "winch worker sessions, each refreshed every heartbeat interval",
+		History:     1,
+		// An entry older than a few leases belongs to a worker that is gone.
+		TTL:      4 * t.Lease(),
+		Storage:  jetstream.FileStorage,
+		Replicas: t.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", WorkersBucket, err)
 	}
 	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      ModulesBucket,
@@ -148,7 +354,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		have := s.CachedInfo().Config
 		if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 			have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
-			have.Duplicates == want.Duplicates && have.Replicas == want.Replicas &&
+			have.Duplicates == want.Duplicates && have.Replicas == want.Replicas && have.AllowDirect == want.AllowDirect &&
+			maps.Equal(winchMetadata(have.Metadata), winchMetadata(want.Metadata)) &&
 			unlimited(int(have.MaxMsgSize)) == unlimited(int(want.MaxMsgSize)) && unlimited(have.MaxConsumers) == unlimited(want.MaxConsumers) {
 			return nil
 		}
@@ -179,17 +386,27 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	return err
 }
 
-// EnsureQueue creates or updates the durable consumer that the workers of
-// queue share, and returns it.
-func EnsureQueue(ctx context.Context, js jetstream.JetStream, queue string, t Topology) (jetstream.Consumer, error) {
-	t = t.WithDefaults()
+// winchMetadata is the part of a stream's metadata that winch writes (the
+// server adds its own keys).
+func winchMetadata(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if strings.HasPrefix(k, metadataPrefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// queueConsumer is the configuration of queue's shared consumer under t.
+func queueConsumer(queue string, t Topology) jetstream.ConsumerConfig {
 	// Redeliveries back off: a request that keeps losing its worker is not
 	// retried in a tight loop. The first step is AckWait itself.
 	backoff := make([]time.Duration, t.MaxDeliver)
 	for i := range backoff {
 		backoff[i] = t.AckWait * time.Duration(1<<min(i, 4))
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
+	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName(queue),
 		Description:   "winch workers of queue " + queue,
 		FilterSubject: QueueFilter(queue),
@@ -200,9 +417,41 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, queue string, t To
 		MaxAckPending: t.MaxAckPending,
 		MaxWaiting:    4096,
 		Replicas:      t.Replicas,
-	})
+	}
+}
+
+// EnsureQueue makes sure the durable consumer that the workers of queue
+// share exists with the fleet's topology t (as Ensure returned it), and
+// returns it. An existing consumer that matches is left untouched.
+func EnsureQueue(ctx context.Context, js jetstream.JetStream, queue string, t Topology) (jetstream.Consumer, error) {
+	want := queueConsumer(queue, t.WithDefaults())
+	if c, err := js.Consumer(ctx, JobsStream, want.Durable); err == nil {
+		have := c.CachedInfo().Config
+		if have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver && have.MaxAckPending == want.MaxAckPending &&
+			slices.Equal(have.BackOff, want.BackOff) && have.FilterSubject == want.FilterSubject && have.Description == want.Description {
+			return c, nil
+		}
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, want)
 	if err != nil {
 		return nil, fmt.Errorf("ensure consumer for queue %s: %w", queue, err)
 	}
 	return c, nil
+}
+
+// updateQueues brings every existing queue consumer to t.
+func updateQueues(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	s, err := js.Stream(ctx, JobsStream)
+	if err != nil {
+		return err
+	}
+	names := s.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if queue, ok := strings.CutPrefix(name, "queue-"); ok {
+			if _, err := EnsureQueue(ctx, js, queue, t); err != nil {
+				return err
+			}
+		}
+	}
+	return names.Err()
 }

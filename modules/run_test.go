@@ -132,7 +132,7 @@ func TestWorkerRejectsWhatTheClientWouldNot(t *testing.T) {
 	m.StartWorker(worker.Config{})
 	id := m.Submit("db.backup", map[string]any{"name": "Robert'); DROP TABLE students;--"}, func(r *schema.Request) { r.ModuleCommit = c1 })
 	end := jobtest.Last(m.Follow(id))
-	if end.State != schema.StateRejected || !strings.Contains(end.Error, `invalid parameters for db.backup: --name "Robert'); DROP TABLE students;--" does not match`) {
+	if end.State != schema.StateRejected || !strings.Contains(end.Error, `invalid parameters for db.backup: name: "Robert'); DROP TABLE students;--" does not match`) {
 		t.Fatalf("bad parameters published by hand: %s %q", end.State, end.Error)
 	}
 	if err := m.client.Remove(t.Context(), "db"); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	if err != nil {
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
-	subject := broker.JobSubject(req.Queue, req.Principal)
+	subject := broker.JobSubject(req.Queue, req.ID, req.Principal)
 	ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(broker.JobsStream))
 	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
 		return Submitted{}, fmt.Errorf("%w: you may not publish requests as %q on queue %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)",
@@ -100,87 +101,159 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 		}
 		return Submitted{}, fmt.Errorf("publish request: %w", err)
 	}
-	// The state entry is written after the publish, so that a failure here
-	// leaves a queued request (which a worker will record) rather than a
-	// state entry for a request that was never queued.
-	st := schema.JobState{
-		JobID: req.ID, State: schema.StateQueued, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, CreatedAt: req.CreatedAt,
-	}
-	if _, err := c.state.Create(ctx, req.ID, st.Encode()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		c.log.Warn("record queued state", "job", req.ID, "err", err)
-	}
+	// Nothing else is written: the request in the queue is the job's
+	// record until a worker claims it (see Status and List).
 	return Submitted{Request: req, Duplicate: ack.Duplicate}, nil
 }
 
-// Status returns the job's latest state.
+// Status returns the job's latest state: what its worker recorded or, for a
+// job that no worker has claimed yet, queued, from its request.
 func (c *Client) Status(ctx context.Context, id string) (schema.JobState, error) {
-	st, _, err := c.get(ctx, id)
-	return st, err
-}
-
-func (c *Client) get(ctx context.Context, id string) (schema.JobState, uint64, error) {
 	if !schema.ValidJobID(id) {
-		return schema.JobState{}, 0, fmt.Errorf("%w: %q is not a job id", ErrNotFound, id)
+		return schema.JobState{}, fmt.Errorf("%w: %q is not a job id", ErrNotFound, id)
 	}
 	e, err := c.state.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return schema.JobState{}, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+	if err == nil {
+		st, err := schema.DecodeJobState(e.Value())
+		if err == nil && st.State == schema.StateRunning && st.StartedAt.IsZero() {
+			st.StartedAt = c.startedAt(ctx, st)
+		}
+		return st, err
 	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return schema.JobState{}, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	st, found, err := c.queued(ctx, broker.JobRequestFilter(id))
 	if err != nil {
-		return schema.JobState{}, 0, fmt.Errorf("read state of %s: %w", id, err)
+		return schema.JobState{}, err
 	}
-	st, err := schema.DecodeJobState(e.Value())
-	return st, e.Revision(), err
+	if !found {
+		return schema.JobState{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return st, nil
 }
 
-// Cancel asks for the job to stop. A queued job is cancelled at once, and
-// never starts; a running one is stopped by its worker, which records the
-// end (see Wait). by names who cancelled, for the audit.
-func (c *Client) Cancel(ctx context.Context, id, by string) (schema.JobState, error) {
-	for {
-		st, rev, err := c.get(ctx, id)
-		if err != nil {
-			return st, err
-		}
-		switch {
-		case st.State.Terminal():
-			return st, fmt.Errorf("%w: %s is %s", ErrFinished, id, st.State)
-		case st.CancelRequested:
-			return st, nil
-		case st.State == schema.StateQueued:
-			st.State = schema.StateCancelled
-			st.FinishedAt = time.Now().UTC()
-			st.Error = "cancelled by " + by + " before it started"
-			st.CancelRequested, st.CancelledBy = true, by
-			st.FinalSeq = 1
-		default:
-			st.CancelRequested, st.CancelledBy = true, by
-		}
-		if _, err := c.state.Update(ctx, id, st.Encode(), rev); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue // someone else wrote in between; decide again
-		} else if err != nil {
-			return st, fmt.Errorf("cancel %s: %w", id, err)
-		}
-		if st.State == schema.StateCancelled {
-			if err := c.publishEvent(ctx, st.FinalEvent()); err != nil {
-				return st, err
-			}
-		}
-		return st, nil
+// startedAt is when the running attempt's command started, from its
+// started event: workers record the start in the state only for commands
+// that may not run twice, where the record buys a guarantee.
+func (c *Client) startedAt(ctx context.Context, st schema.JobState) time.Time {
+	s, err := c.js.Stream(ctx, broker.EventsStream)
+	if err != nil {
+		return time.Time{}
 	}
+	raw, err := s.GetLastMsgForSubject(ctx, broker.EventSubject(st.JobID, string(schema.KindStarted)))
+	if err != nil {
+		return time.Time{}
+	}
+	ev, err := schema.DecodeEvent(raw.Data)
+	if err != nil || ev.Attempt != st.Attempt {
+		return time.Time{}
+	}
+	return ev.Time
 }
 
-func (c *Client) publishEvent(ctx context.Context, ev schema.Event) error {
-	data, err := json.Marshal(ev)
+// queued reads the request on subject (a filter that names one job) as the
+// state of a job that no worker has claimed.
+func (c *Client) queued(ctx context.Context, subject string) (schema.JobState, bool, error) {
+	s, err := c.js.Stream(ctx, broker.JobsStream)
 	if err != nil {
-		return err
+		return schema.JobState{}, false, fmt.Errorf("open the queue: %w", err)
 	}
-	_, err = c.js.Publish(ctx, broker.EventSubject(ev.JobID, string(ev.Kind)), data, jetstream.WithMsgID(ev.MsgID()))
+	raw, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return schema.JobState{}, false, nil
+	}
 	if err != nil {
-		return fmt.Errorf("publish %s event of %s: %w", ev.Kind, ev.JobID, err)
+		return schema.JobState{}, false, fmt.Errorf("read the queue: %w", err)
 	}
-	return nil
+	parts, ok := broker.ParseJobSubject(raw.Subject)
+	if !ok {
+		return schema.JobState{}, false, nil
+	}
+	st := schema.JobState{JobID: parts.Job, State: schema.StateQueued, Principal: parts.Principal, Queue: parts.Queue, CreatedAt: raw.Time.UTC()}
+	if req, err := schema.DecodeRequest(raw.Data); err == nil {
+		st.Command, st.CreatedAt = req.Command, req.CreatedAt
+	}
+	return st, true, nil
+}
+
+// Errors of a cancel, beside ErrNotFound and ErrFinished.
+var (
+	// ErrRefused: the principal may not cancel the job. The refusal is in
+	// the job's events.
+	ErrRefused = errors.New("cancel refused")
+	// ErrUndecided: no worker decided the request in time. It stays in
+	// the control stream, and the first worker to start decides it.
+	ErrUndecided = errors.New("no worker has decided the cancel yet")
+)
+
+// CancelTimeout bounds how long Cancel waits for a worker's decision.
+const CancelTimeout = 10 * time.Second
+
+// Cancel asks the workers to stop the job, as principal by, and returns
+// their decision: a queued job is cancelled at once and never starts; a
+// running one is stopped by its worker, which records the end (see Wait).
+// Only the job's own principal, or one with the admin role, may cancel it:
+// anyone else gets ErrRefused, and the refusal is audited. The client
+// writes nothing but the request.
+func (c *Client) Cancel(ctx context.Context, id, by string) (schema.ControlReply, error) {
+	// What is certain without a worker is answered here: a job that does
+	// not exist, or is over. The rest is the workers' to decide.
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return schema.ControlReply{}, err
+	}
+	if st.State.Terminal() {
+		return schema.ControlReply{JobID: id, Outcome: schema.OutcomeFinished, State: st.State}, fmt.Errorf("%w: %s is %s", ErrFinished, id, st.State)
+	}
+	creq := schema.ControlRequest{Version: schema.Version, ID: schema.NewJobID(), Action: schema.ActionCancel,
+		JobID: id, Principal: by, CreatedAt: time.Now().UTC()}
+	if err := creq.Validate(); err != nil {
+		return schema.ControlReply{}, err
+	}
+	data, err := json.Marshal(creq)
+	if err != nil {
+		return schema.ControlReply{}, err
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return schema.ControlReply{}, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	subject := broker.ControlSubject(string(creq.Action), id, by)
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, creq.ID)
+	msg.Header.Set(jetstream.ExpectedStreamHeader, broker.ControlStream)
+	msg.Header.Set("Winch-Reply", inbox)
+	if _, err := c.js.PublishMsg(ctx, msg); err != nil {
+		if last := c.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
+			return schema.ControlReply{}, fmt.Errorf("%w: you may not send control requests as %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)", ErrNotPermitted, by)
+		}
+		return schema.ControlReply{}, fmt.Errorf("publish the cancel request: %w", err)
+	}
+	wait, cancel := context.WithTimeout(ctx, CancelTimeout)
+	defer cancel()
+	m, err := sub.NextMsgWithContext(wait)
+	if err != nil {
+		if ctx.Err() != nil {
+			return schema.ControlReply{}, ctx.Err()
+		}
+		return schema.ControlReply{JobID: id}, fmt.Errorf("%w within %s: it is kept, and decided when a worker runs", ErrUndecided, CancelTimeout)
+	}
+	var reply schema.ControlReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		return schema.ControlReply{}, fmt.Errorf("decode the decision: %w", err)
+	}
+	switch reply.Outcome {
+	case schema.OutcomeRefused:
+		return reply, fmt.Errorf("%w: %s", ErrRefused, reply.Error)
+	case schema.OutcomeNotFound:
+		return reply, fmt.Errorf("%w: %s", ErrNotFound, id)
+	case schema.OutcomeFinished:
+		return reply, fmt.Errorf("%w: %s is %s", ErrFinished, id, reply.State)
+	}
+	return reply, nil
 }
 
 // Wait blocks until the job is in a terminal state, and returns that state.
@@ -210,7 +283,8 @@ func (c *Client) Wait(ctx context.Context, id string) (schema.JobState, error) {
 }
 
 // List returns the jobs whose state is one of states (all jobs if none),
-// oldest first.
+// oldest first: those workers have recorded, and those still queued that no
+// worker has claimed yet, read from the queue itself.
 func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.JobState, error) {
 	w, err := c.state.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -218,14 +292,17 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 	}
 	defer func() { _ = w.Stop() }()
 	var out []schema.JobState
-	for {
+	known := map[string]bool{}
+	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case e := <-w.Updates():
 			if e == nil { // the watcher has delivered every current value
-				return out, nil
+				done = true
+				break
 			}
+			known[e.Key()] = true
 			st, err := schema.DecodeJobState(e.Value())
 			if err != nil {
 				c.log.Warn("skip undecodable state entry", "key", e.Key(), "err", err)
@@ -236,6 +313,42 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 			}
 		}
 	}
+	if len(states) == 0 || containsState(states, schema.StateQueued) {
+		queued, err := c.unclaimed(ctx, known)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, queued...)
+	}
+	slices.SortStableFunc(out, func(a, b schema.JobState) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// unclaimed lists the requests in the queue whose jobs have no state.
+func (c *Client) unclaimed(ctx context.Context, known map[string]bool) ([]schema.JobState, error) {
+	s, err := c.js.Stream(ctx, broker.JobsStream)
+	if err != nil {
+		return nil, fmt.Errorf("open the queue: %w", err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(broker.AllRequests))
+	if err != nil {
+		return nil, fmt.Errorf("list the queue: %w", err)
+	}
+	var out []schema.JobState
+	for subject := range info.State.Subjects {
+		parts, ok := broker.ParseJobSubject(subject)
+		if !ok || known[parts.Job] {
+			continue
+		}
+		st, found, err := c.queued(ctx, subject)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }
 
 func containsState(states []schema.State, s schema.State) bool {

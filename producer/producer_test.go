@@ -41,7 +41,7 @@ func client(t *testing.T) *producer.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.Ensure(t.Context(), js, broker.Topology{}); err != nil {
+	if _, err := broker.Ensure(t.Context(), js, broker.Topology{}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := producer.New(t.Context(), nc, nil)

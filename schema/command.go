@@ -128,14 +128,22 @@ func (c CommandSpec) Check() error {
 
 // ValidateParams checks params against the command and returns them
 // normalized: defaults filled in, every value of its Go type (string, int64,
-// float64, bool or []string). Errors list every problem at once.
+// float64, bool or []string). Errors list every problem at once, each
+// naming the parameter, not a flag (Field "text", Message "required";
+// Field "code", Message `want a whole number, got "x"`): a front end adds
+// its own syntax (the CLI's "--").
 func (c CommandSpec) ValidateParams(params map[string]any) (map[string]any, error) {
 	var v ValidationError
 	out := make(map[string]any, len(c.Params))
+	var undeclared []string
 	for name := range params {
 		if _, ok := c.Params[name]; !ok {
-			v.add("--"+name, "is not a parameter of this command"+c.suggest(name))
+			undeclared = append(undeclared, name)
 		}
+	}
+	sort.Strings(undeclared)
+	for _, name := range undeclared {
+		v.add(name, "not a parameter of this command"+c.suggest())
 	}
 	for _, name := range c.ParamNames() {
 		p := c.Params[name]
@@ -143,7 +151,7 @@ func (c CommandSpec) ValidateParams(params map[string]any) (map[string]any, erro
 		if !ok || raw == nil {
 			switch {
 			case p.Required:
-				v.add("--"+name, "is required")
+				v.add(name, "required")
 			case p.Default != nil:
 				d, _ := p.coerce(p.Default) // checked by Check
 				out[name] = d
@@ -152,7 +160,7 @@ func (c CommandSpec) ValidateParams(params map[string]any) (map[string]any, erro
 		}
 		val, err := p.coerce(raw)
 		if err != nil {
-			v.add("--"+name, err.Error())
+			v.add(name, err.Error())
 			continue
 		}
 		out[name] = val
@@ -163,15 +171,11 @@ func (c CommandSpec) ValidateParams(params map[string]any) (map[string]any, erro
 	return out, nil
 }
 
-func (c CommandSpec) suggest(name string) string {
+func (c CommandSpec) suggest() string {
 	if len(c.Params) == 0 {
 		return "; it takes none"
 	}
-	flags := make([]string, 0, len(c.Params))
-	for _, n := range c.ParamNames() {
-		flags = append(flags, "--"+n)
-	}
-	return "; it takes " + strings.Join(flags, ", ")
+	return "; it takes " + strings.Join(c.ParamNames(), ", ")
 }
 
 // coerce converts a decoded JSON value (or a Go value) to the parameter's Go
@@ -413,7 +417,7 @@ func (v *ValidationError) orNil() error {
 func (v *ValidationError) Error() string {
 	parts := make([]string, len(v.Problems))
 	for i, p := range v.Problems {
-		parts[i] = p.Field + " " + p.Message
+		parts[i] = p.Field + ": " + p.Message
 	}
 	return strings.Join(parts, "; ")
 }

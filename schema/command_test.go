@@ -39,18 +39,18 @@ func TestValidateParams(t *testing.T) {
 			want: map[string]any{"name": "main", "compress": true, "level": int64(3), "format": "custom",
 				"tables": []string{"users", "orders"}, "ratio": 0.5},
 		},
-		{name: "missing required", params: `{}`, wantErr: []string{"--name is required"}},
-		{name: "wrong type", params: `{"name":"main","level":"three"}`, wantErr: []string{`--level want a whole number, got "three"`}},
-		{name: "not whole", params: `{"name":"main","level":2.5}`, wantErr: []string{"--level want a whole number, got the number 2.5"}},
-		{name: "below min", params: `{"name":"main","level":0}`, wantErr: []string{"--level 0 is less than the minimum 1"}},
-		{name: "above max", params: `{"name":"main","ratio":2}`, wantErr: []string{"--ratio 2 is more than the maximum 1"}},
-		{name: "pattern", params: `{"name":"Main"}`, wantErr: []string{`--name "Main" does not match ^[a-z][a-z0-9_]*$`}},
-		{name: "enum", params: `{"name":"main","format":"xml"}`, wantErr: []string{`--format "xml" is not one of sql, custom`}},
-		{name: "list item", params: `{"name":"main","tables":["ok","NO"]}`, wantErr: []string{`--tables item 1: "NO" does not match`}},
-		{name: "list of numbers", params: `{"name":"main","tables":[1]}`, wantErr: []string{"--tables item 0: want a string, got the number 1"}},
-		{name: "bool as string", params: `{"name":"main","compress":"yes"}`, wantErr: []string{`--compress want true or false, got "yes"`}},
-		{name: "unknown", params: `{"name":"main","nmae":"x"}`, wantErr: []string{"--nmae is not a parameter of this command; it takes --compress"}},
-		{name: "every problem at once", params: `{"level":"x","extra":1}`, wantErr: []string{"--extra is not", "--name is required", "--level want"}},
+		{name: "missing required", params: `{}`, wantErr: []string{"name: required"}},
+		{name: "wrong type", params: `{"name":"main","level":"three"}`, wantErr: []string{`level: want a whole number, got "three"`}},
+		{name: "not whole", params: `{"name":"main","level":2.5}`, wantErr: []string{"level: want a whole number, got the number 2.5"}},
+		{name: "below min", params: `{"name":"main","level":0}`, wantErr: []string{"level: 0 is less than the minimum 1"}},
+		{name: "above max", params: `{"name":"main","ratio":2}`, wantErr: []string{"ratio: 2 is more than the maximum 1"}},
+		{name: "pattern", params: `{"name":"Main"}`, wantErr: []string{`name: "Main" does not match ^[a-z][a-z0-9_]*$`}},
+		{name: "enum", params: `{"name":"main","format":"xml"}`, wantErr: []string{`format: "xml" is not one of sql, custom`}},
+		{name: "list item", params: `{"name":"main","tables":["ok","NO"]}`, wantErr: []string{`tables: item 1: "NO" does not match`}},
+		{name: "list of numbers", params: `{"name":"main","tables":[1]}`, wantErr: []string{"tables: item 0: want a string, got the number 1"}},
+		{name: "bool as string", params: `{"name":"main","compress":"yes"}`, wantErr: []string{`compress: want true or false, got "yes"`}},
+		{name: "unknown", params: `{"name":"main","nmae":"x"}`, wantErr: []string{"nmae: not a parameter of this command; it takes compress"}},
+		{name: "every problem at once", params: `{"level":"x","extra":1}`, wantErr: []string{"extra: not", "name: required", "level: want"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,16 +146,16 @@ func TestCheckSpec(t *testing.T) {
 		t.Fatal("Check accepted a bad spec")
 	}
 	for _, w := range []string{
-		"run must be a non-empty list",
-		`network "internet" is not one of none, bridge, host`,
-		"params.Bad a parameter name is lower-case",
-		"params.kind.values an enum needs a list of values",
-		`params.n.type "number" is not one of`,
-		"params.p.pattern does not compile",
-		"params.m only int and float parameters take min and max",
-		`params.d.default want a whole number, got "x"`,
-		"params.r.default a required parameter cannot have a default",
-		"params.count.pattern only string and list parameters take a pattern",
+		"run: must be a non-empty list",
+		`network: "internet" is not one of none, bridge, host`,
+		"params.Bad: a parameter name is lower-case",
+		"params.kind.values: an enum needs a list of values",
+		`params.n.type: "number" is not one of`,
+		"params.p.pattern: does not compile",
+		"params.m: only int and float parameters take min and max",
+		`params.d.default: want a whole number, got "x"`,
+		"params.r.default: a required parameter cannot have a default",
+		"params.count.pattern: only string and list parameters take a pattern",
 	} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("Check error does not say %q:\n%v", w, err)

@@ -19,6 +19,9 @@ const (
 	KindReleased Kind = "released" // the worker handed the job back (draining)
 	KindFinished Kind = "finished" // the job ended in State
 	KindReaped   Kind = "reaped"   // what a lost worker left of an attempt (a container) was removed
+	// KindCancelRefused records a cancel request that was not allowed:
+	// Principal is who asked, Error why it was refused.
+	KindCancelRefused Kind = "cancel_refused"
 )
 
 // Stream names the output stream of a log event.
@@ -37,6 +40,12 @@ const (
 	ReasonWorkerLost = "worker_lost" // the worker died while the command ran
 	ReasonOOMKilled  = "oom_killed"  // the command exceeded its memory limit
 	ReasonDead       = "max_deliveries"
+	// ReasonInterrupted: the worker was stopped while a command that may not
+	// run twice was running, and its drain deadline passed.
+	ReasonInterrupted = "interrupted"
+	// ReasonNotStarted: the command could not be started on any delivery
+	// (the container engine stayed unreachable, its image did not build).
+	ReasonNotStarted = "not_started"
 )
 
 // Event is one thing that happened to a job, published on

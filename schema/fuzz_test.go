@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -10,14 +11,24 @@ import (
 
 // FuzzDecodeRequest: any bytes either decode to a request that passes
 // validation and survives a round trip, or give a *RequestError; never a
-// panic.
+// panic. And DecodeRequest agrees with the published JSON Schema on every
+// input (checkAgainstSchema). The seeds are requestCases, with field names
+// in other cases among them.
 func FuzzDecodeRequest(f *testing.F) {
+	s := compile(f, "request.schema.json", schema.RequestJSONSchema)
 	good, _ := json.Marshal(validRequest())
 	f.Add(good)
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"version":1,"id":"a","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","params":{"n":1e999}}`))
 	f.Add([]byte("\x00\xff"))
+	f.Add([]byte(`{"VERSION":1,"Id":"a","cOmmand":"x.y","Queue":"q","Principal":"p","Created_at":"2026-01-01T00:00:00Z","Params":{"N":1}}`))
+	for _, tt := range requestCases {
+		if len(tt.data) <= 4096 {
+			f.Add([]byte(tt.data))
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkAgainstSchema(t, s, data)
 		req, err := schema.DecodeRequest(data)
 		if err != nil {
 			var reqErr *schema.RequestError
@@ -33,8 +44,15 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		if _, err := schema.DecodeRequest(again); err != nil {
+		back, err := schema.DecodeRequest(again)
+		if err != nil {
 			t.Fatalf("round trip: %v\n%s", err, again)
+		}
+		if err := schemaVerdict(s, again); err != nil {
+			t.Fatalf("the schema refuses the re-encoded request: %v\n%s", err, again)
+		}
+		if twice, _ := json.Marshal(back); !bytes.Equal(twice, again) {
+			t.Fatalf("round trip changed the request:\n%s\n%s", again, twice)
 		}
 	})
 }

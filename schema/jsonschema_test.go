@@ -9,13 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/winchhq/winch/schema"
 )
 
-func compile(t *testing.T, name string, data []byte) *jsonschema.Schema {
+func compile(t testing.TB, name string, data []byte) *jsonschema.Schema {
 	t.Helper()
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
@@ -151,5 +152,157 @@ func TestEventJSONSchema(t *testing.T) {
 	bad := []byte(`{"job_id":"j1","attempt":1,"seq":1,"time":"2026-01-01T00:00:00Z","kind":"exploded"}`)
 	if err := s.Validate(instance(t, bad)); err == nil {
 		t.Error("schema accepts an unknown kind")
+	}
+}
+
+// schemaVerdict is what a publisher that validates against the request
+// schema says of data: nil if it is a valid request.
+func schemaVerdict(s *jsonschema.Schema, data []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	return s.Validate(v)
+}
+
+// requestSchemaDifferences are the only documents the request schema accepts
+// and DecodeRequest refuses: constraints a JSON Schema cannot express. Each
+// says whether it applies to a document. DecodeRequest accepts nothing the
+// schema refuses.
+var requestSchemaDifferences = []struct {
+	name, reason, example string
+	applies               func(data []byte) bool
+}{
+	{
+		name:    "larger than MaxRequestBytes",
+		reason:  "a schema cannot bound a document's size; DecodeRequest refuses a request the broker might cut off, with a clear error",
+		example: tooLarge,
+		applies: func(data []byte) bool { return len(data) > schema.MaxRequestBytes },
+	},
+	{
+		name:    "not UTF-8",
+		reason:  "JSON text must be UTF-8 (RFC 8259 section 8.1); the validator's parser replaces invalid bytes before the schema sees them, DecodeRequest refuses them",
+		example: requestDoc("idempotency_key", "\"\xff\""),
+		applies: func(data []byte) bool { return !utf8.Valid(data) },
+	},
+	{
+		name: "a name given twice in one object",
+		reason: "a schema sees one value per name (this validator's parser keeps the last, others the first) and cannot say names are unique; " +
+			"what such a document asks for depends on the parser, so DecodeRequest refuses it",
+		example: strings.Replace(requestDoc(), `"id":"job-1"`, `"id":"job-1","id":"job-1"`, 1),
+		applies: hasRepeatedName,
+	},
+	{
+		name: "created_at at the zero instant",
+		reason: "0001-01-01T00:00:00Z is Go's zero time, which Request.Validate reads as created_at missing; " +
+			"a pattern cannot single out one instant written with any offset, and no client makes a request in year 1",
+		example: requestDoc("created_at", `"0001-01-01T01:00:00+01:00"`),
+		applies: func(data []byte) bool {
+			v, _ := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+			m, _ := v.(map[string]any)
+			s, _ := m["created_at"].(string)
+			t, err := time.Parse(time.RFC3339, s)
+			return err == nil && t.IsZero()
+		},
+	},
+}
+
+// hasRepeatedName reports whether an object in the JSON document data has
+// a member name twice.
+func hasRepeatedName(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // or 1e999 ends the walk
+	type object struct {
+		seen map[string]bool
+		key  bool // the next token is a name or the closing brace
+	}
+	var stack []*object // nil for an array
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *object
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.key {
+			if tok == json.Delim('}') {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			name, _ := tok.(string)
+			if top.seen[name] {
+				return true
+			}
+			top.seen[name], top.key = true, false
+			continue
+		}
+		if top != nil {
+			top.key = true // after this value
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &object{seen: map[string]bool{}, key: true})
+		case json.Delim('['):
+			stack = append(stack, nil)
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// checkAgainstSchema fails t if DecodeRequest and the request schema
+// disagree about data, other than by one of requestSchemaDifferences.
+func checkAgainstSchema(t testing.TB, s *jsonschema.Schema, data []byte) {
+	t.Helper()
+	_, decodeErr := schema.DecodeRequest(data)
+	schemaErr := schemaVerdict(s, data)
+	switch {
+	case decodeErr == nil && schemaErr != nil:
+		t.Errorf("DecodeRequest accepts a request the schema refuses: %v\n%q", schemaErr, data)
+	case decodeErr != nil && schemaErr == nil:
+		for _, d := range requestSchemaDifferences {
+			if d.applies(data) {
+				return
+			}
+		}
+		t.Errorf("the schema accepts a request DecodeRequest refuses: %v\n%q", decodeErr, data)
+	}
+}
+
+// DecodeRequest takes exactly the requests the published schema takes.
+func TestDecodeRequestAgreesWithSchema(t *testing.T) {
+	t.Parallel()
+	s := compile(t, "request.schema.json", schema.RequestJSONSchema)
+	for _, tt := range requestCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			checkAgainstSchema(t, s, []byte(tt.data))
+		})
+	}
+}
+
+// Each known difference between the schema and DecodeRequest is real, and
+// applies to none of the requests the two agree on.
+func TestRequestSchemaDifferences(t *testing.T) {
+	t.Parallel()
+	s := compile(t, "request.schema.json", schema.RequestJSONSchema)
+	for _, d := range requestSchemaDifferences {
+		example := []byte(d.example)
+		if err := schemaVerdict(s, example); err != nil {
+			t.Errorf("%s: the schema refuses the example: %v", d.name, err)
+		}
+		if _, err := schema.DecodeRequest(example); err == nil {
+			t.Errorf("%s: DecodeRequest accepts the example", d.name)
+		}
+		if !d.applies(example) {
+			t.Errorf("%s: does not apply to its own example", d.name)
+		}
+		for _, tt := range requestCases {
+			if tt.wantErr == "" && d.applies([]byte(tt.data)) {
+				t.Errorf("%s: applies to %s, which DecodeRequest accepts", d.name, tt.name)
+			}
+		}
 	}
 }

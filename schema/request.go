@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -43,18 +47,40 @@ type Request struct {
 	// CreatedAt is when the client made the request.
 	CreatedAt time.Time `json:"created_at"`
 	// ModuleCommit is the commit of the command's module the client
-	// validated the request against, and that the worker runs. Empty for
-	// core commands, or to run what the registry names when the worker
-	// takes it.
+	// validated the request against, and that the worker runs. Empty (left
+	// out of the JSON) for core commands, or to run what the registry names
+	// when the worker takes it.
 	ModuleCommit string `json:"module_commit,omitempty"`
 }
 
-var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+var (
+	commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	// durationPattern and createdAtPattern are the patterns of timeout and
+	// created_at in request.schema.json: the worker takes exactly what the
+	// published schema allows.
+	durationPattern  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`)
+	createdAtPattern = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`)
+)
 
-// DecodeRequest decodes and structurally validates an encoded request. It
-// rejects unknown fields, so that a misspelt field is an error rather than
-// silently ignored. It does not check the parameters against a command; see
-// CommandSpec.ValidateParams.
+// DecodeRequest decodes and structurally validates an encoded request. It is
+// exactly as strict as request.schema.json, except where the schema cannot
+// say it (size, UTF-8, duplicate names, the zero created_at):
+//
+//   - Field names match exactly. encoding/json would take "Command" or
+//     "PARAMS" for command and params; DecodeRequest refuses them, like any
+//     unknown field, so that a misspelt field is an error rather than
+//     silently ignored or silently taken.
+//   - A name given twice, at the top level or among the params, is an error:
+//     parsers disagree on which value wins (encoding/json takes the last,
+//     others the first), so the request is ambiguous.
+//   - No field may be null; leave out a field that has no value.
+//   - params are an object of lower-case names to a string, a number, a
+//     boolean or a list of strings. They are checked against the command
+//     later; see CommandSpec.ValidateParams.
+//   - version is compared by value, so 1.0 is 1; timeout and created_at
+//     follow the schema's patterns; module_commit, when present, is a full
+//     commit hash. A timeout too long for a time.Duration (about 292 years)
+//     is taken as the longest one: the command's own timeout wins anyway.
 func DecodeRequest(data []byte) (Request, error) {
 	var r Request
 	if len(data) > MaxRequestBytes {
@@ -63,19 +89,327 @@ func DecodeRequest(data []byte) (Request, error) {
 	if !utf8.Valid(data) {
 		return r, &RequestError{Reason: "request is not valid UTF-8 JSON"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&r); err != nil {
-		return Request{}, &RequestError{Reason: "request is not a valid JSON request document: " + describeJSONError(err)}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Request{}, &RequestError{Reason: "request has data after the JSON document"}
+	if err := r.decode(data); err != nil {
+		return Request{}, err
 	}
 	if err := r.Validate(); err != nil {
 		return Request{}, err
 	}
 	return r, nil
+}
+
+// notDocument says the request is not a well-formed request document.
+func notDocument(format string, args ...any) error {
+	return &RequestError{Reason: "request is not a valid JSON request document: " + fmt.Sprintf(format, args...)}
+}
+
+// requestField decodes one member of a request document, whose raw value is
+// of the JSON kind the field takes.
+type requestField struct {
+	name string
+	kind string // of JSON value: "string", "number" or "object"
+	set  func(r *Request, raw []byte) error
+}
+
+// requestFields are the fields of a request document, in the order of
+// Request's fields.
+var requestFields = []requestField{
+	{"version", "number", func(r *Request, raw []byte) error {
+		n, ok := jsonInt(string(raw))
+		if !ok {
+			return &RequestError{Reason: fmt.Sprintf("version is %s; this worker understands version %d", raw, Version)}
+		}
+		r.Version = n
+		return nil
+	}},
+	{"id", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.ID) }},
+	{"command", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Command) }},
+	{"params", "object", func(r *Request, raw []byte) error {
+		p, err := decodeParams(raw)
+		r.Params = p
+		return err
+	}},
+	{"queue", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Queue) }},
+	{"principal", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Principal) }},
+	{"idempotency_key", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.IdempotencyKey) }},
+	{"timeout", "string", func(r *Request, raw []byte) error {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		if !durationPattern.MatchString(s) {
+			return &RequestError{Reason: fmt.Sprintf("timeout %q is not a duration: write numbers with units (ns, us, µs, ms, s, m, h), like 90s, 10m or 1h30m", s)}
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			// The pattern leaves only overflow: longer than any command runs.
+			d = math.MaxInt64
+		}
+		r.Timeout = Duration(d)
+		return nil
+	}},
+	{"created_at", "string", func(r *Request, raw []byte) error {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil || !createdAtPattern.MatchString(s) {
+			return &RequestError{Reason: fmt.Sprintf("created_at %q is not a valid RFC 3339 date and time: write it like 2026-11-28T12:00:00Z or 2026-11-28T13:00:00.5+01:00", s)}
+		}
+		r.CreatedAt = t
+		return nil
+	}},
+	{"module_commit", "string", func(r *Request, raw []byte) error {
+		if err := json.Unmarshal(raw, &r.ModuleCommit); err != nil {
+			return err
+		}
+		if !commitPattern.MatchString(r.ModuleCommit) {
+			return &RequestError{Reason: fmt.Sprintf("module_commit %q is not a full commit hash (40 lower-case hex digits); leave the field out to run the module's current commit", r.ModuleCommit)}
+		}
+		return nil
+	}},
+}
+
+// requestFieldNames lists the field names for error messages.
+var requestFieldNames = func() string {
+	names := make([]string, len(requestFields))
+	for i, f := range requestFields {
+		names[i] = f.name
+	}
+	return strings.Join(names, ", ")
+}()
+
+// decode reads a request document into r, field by field.
+func (r *Request) decode(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	err := eachMember(dec, "field", func(name string, raw []byte) error {
+		i := slices.IndexFunc(requestFields, func(f requestField) bool { return f.name == name })
+		if i < 0 {
+			return notDocument("unknown field %q (%s)", name, suggestField(name))
+		}
+		f := requestFields[i]
+		if kind := jsonKind(raw); kind != f.kind {
+			if kind == "null" {
+				return notDocument("field %q must be a JSON %s, not null (leave out a field that has no value)", name, f.kind)
+			}
+			return notDocument("field %q must be a JSON %s, not a JSON %s", name, f.kind, kind)
+		}
+		if err := f.set(r, raw); err != nil {
+			var reqErr *RequestError
+			if errors.As(err, &reqErr) {
+				return err
+			}
+			return notDocument("field %q: %v", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &RequestError{Reason: "request has data after the JSON document"}
+	}
+	return nil
+}
+
+// suggestField says what to write instead of an unknown field name.
+func suggestField(name string) string {
+	strip := func(s string) string { return strings.NewReplacer("_", "", "-", "", " ", "").Replace(s) }
+	for _, f := range requestFields {
+		if strings.EqualFold(name, f.name) {
+			return fmt.Sprintf("field names are lower-case: did you mean %q?", f.name)
+		}
+	}
+	for _, f := range requestFields {
+		if strings.EqualFold(strip(name), strip(f.name)) {
+			return fmt.Sprintf("did you mean %q?", f.name)
+		}
+	}
+	return "the fields are " + requestFieldNames
+}
+
+// eachMember reads the JSON object at dec's position and calls fn with each
+// member's name and raw value. A name given twice is an error: which value
+// counts would depend on the parser. member names a member in errors:
+// "field" or "parameter".
+func eachMember(dec *json.Decoder, member string, fn func(name string, raw []byte) error) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return notDocument("%s", describeJSONError(err))
+	}
+	if tok != json.Delim('{') {
+		return notDocument("it is %s, not an object", withArticle(tokenKind(tok)))
+	}
+	inside := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return notDocument("%s", describeJSONError(err))
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return inside(err)
+		}
+		name, _ := tok.(string) // the decoder returns only strings as names
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return inside(err)
+		}
+		if seen[name] {
+			return notDocument("%s %q is given more than once (give each %s once)", member, name, member)
+		}
+		seen[name] = true
+		if err := fn(name, bytes.TrimLeft(raw, " \t\r\n")); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return inside(err)
+	}
+	return nil
+}
+
+// decodeParams reads the params object: lower-case names, each to a string,
+// a number (as a json.Number), a boolean or a list of strings (as []any), as
+// the schema says. Which names and values the command takes is checked
+// later.
+func decodeParams(raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	params := make(map[string]any)
+	err := eachMember(dec, "parameter", func(name string, raw []byte) error {
+		if !ValidParamName(name) {
+			return &RequestError{Reason: fmt.Sprintf("parameter name %q is not valid: use 1 to 64 lower-case letters, digits and '_', starting with a letter", name)}
+		}
+		kind := jsonKind(raw)
+		switch kind {
+		case "string":
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return err
+			}
+			params[name] = s
+		case "number":
+			params[name] = json.Number(raw)
+		case "boolean":
+			params[name] = raw[0] == 't'
+		case "array":
+			var items []json.RawMessage
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return err
+			}
+			list := make([]any, len(items))
+			for i, it := range items {
+				if k := jsonKind(it); k != "string" {
+					return &RequestError{Reason: fmt.Sprintf("parameter %q must be a list of strings; item %d is %s", name, i, withArticle(k))}
+				}
+				var s string
+				if err := json.Unmarshal(it, &s); err != nil {
+					return err
+				}
+				list[i] = s
+			}
+			params[name] = list
+		default:
+			hint := ""
+			if kind == "null" {
+				hint = " (leave out a parameter to use its default)"
+			}
+			return &RequestError{Reason: fmt.Sprintf("parameter %q must be a string, a number, a boolean or a list of strings, not %s%s", name, withArticle(kind), hint)}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return params, nil
+}
+
+// jsonKind names the kind of a raw JSON value, as JSON Schema's types do.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func tokenKind(tok json.Token) string {
+	switch tok.(type) {
+	case json.Delim:
+		return "array" // the only other opening token
+	case string:
+		return "string"
+	case json.Number, float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return "null"
+}
+
+func withArticle(kind string) string {
+	switch kind {
+	case "null":
+		return "null"
+	case "object", "array":
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+// jsonInt returns the value of the JSON number num if it is a whole number of
+// at most nine digits. Like JSON Schema, it goes by value: 1, 1.0, 1e0 and
+// 10e-1 are all 1.
+func jsonInt(num string) (int, bool) {
+	neg := strings.HasPrefix(num, "-")
+	num = strings.TrimPrefix(num, "-")
+	mantissa, expText := num, ""
+	if i := strings.IndexAny(num, "eE"); i >= 0 {
+		mantissa, expText = num[:i], num[i+1:]
+	}
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	digits := strings.TrimLeft(whole+frac, "0")
+	if digits == "" {
+		return 0, true // zero, whatever the exponent
+	}
+	exp := -len(frac)
+	if expText != "" {
+		e, err := strconv.Atoi(expText)
+		if err != nil || e > 1e9 || e < -1e9 {
+			return 0, false // far from a nine-digit whole number
+		}
+		exp += e
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	if exp < 0 || len(trimmed)+exp > 9 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(trimmed + strings.Repeat("0", exp))
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // Validate checks the request's own fields (not its parameters).
@@ -111,14 +445,13 @@ func (e *RequestError) Error() string { return e.Reason }
 
 func describeJSONError(err error) string {
 	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("%v (at byte %d)", syn, syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be %v, not a JSON %s", typ.Field, typ.Type, typ.Value)
 	case errors.Is(err, io.EOF):
 		return "it is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "it ends before the document does"
 	}
 	return err.Error()
 }

@@ -31,8 +31,9 @@ func (s State) Terminal() bool {
 }
 
 // JobState is the latest state of a job, kept in the WINCH_JOBS_STATE bucket
-// under the job's ID. Writers update it with compare-and-set on the entry's
-// revision, so that one job is claimed by one worker at a time.
+// under the job's ID. Only workers write it, through package jobs, with
+// compare-and-set on the entry's revision, so that one job is claimed by one
+// worker at a time (docs/ARCHITECTURE.md, "The job lifecycle").
 type JobState struct {
 	JobID     string `json:"job_id"`
 	State     State  `json:"state"`
@@ -44,14 +45,14 @@ type JobState struct {
 	// validated them.
 	Params map[string]any `json:"params,omitempty"`
 
-	// Worker holds the job while it is running; HeartbeatAt is refreshed by
-	// it, and a running job whose heartbeat is older than the lease has lost
-	// its worker.
-	Worker      string    `json:"worker,omitempty"`
-	Attempt     int       `json:"attempt"`
-	Retry       bool      `json:"retry,omitempty"`
-	Executor    string    `json:"executor,omitempty"`
-	HeartbeatAt time.Time `json:"heartbeat_at,omitzero"`
+	// Worker holds the job while it is running. Session names the worker's
+	// liveness entry (in the WINCH_WORKERS bucket) for this run of it: a
+	// running job whose session is no longer alive has lost its worker.
+	Worker   string `json:"worker,omitempty"`
+	Session  string `json:"session,omitempty"`
+	Attempt  int    `json:"attempt"`
+	Retry    bool   `json:"retry,omitempty"`
+	Executor string `json:"executor,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at,omitzero"`
 	StartedAt  time.Time `json:"started_at,omitzero"`

@@ -13,30 +13,10 @@ import (
 	"github.com/winchhq/winch/schema"
 )
 
-// deadLetters takes the server's advisories of requests that ran out of
-// deliveries from the dead-letter stream (a work queue shared by every
-// worker, so each is handled once, and kept while no worker runs) and
-// records their jobs as dead.
-func (w *Worker) deadLetters(c jetstream.Consumer) {
-	defer w.loops.Done()
-	for w.fetchCtx.Err() == nil {
-		ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
-		batch, err := c.Fetch(10, jetstream.FetchContext(ctx))
-		if err != nil {
-			cancel()
-			if w.fetchCtx.Err() == nil {
-				w.log.Warn("fetch dead letters", "err", err)
-				sleepOrDone(w.fetchCtx, time.Second)
-			}
-			continue
-		}
-		for m := range batch.Messages() {
-			w.buryAdvisory(m)
-		}
-		cancel()
-	}
-}
-
+// buryAdvisory takes one of the server's advisories of a request that ran
+// out of deliveries (from the dead-letter stream, a work queue shared by
+// every worker, so each is handled once, and kept while no worker runs) and
+// records its job as dead.
 func (w *Worker) buryAdvisory(m jetstream.Msg) {
 	var adv struct {
 		StreamSeq  uint64 `json:"stream_seq"`
@@ -49,7 +29,7 @@ func (w *Worker) buryAdvisory(m jetstream.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	if err := w.bury(ctx, adv.StreamSeq, adv.Deliveries); err != nil {
+	if err := w.buryRequest(ctx, adv.StreamSeq, adv.Deliveries); err != nil {
 		w.log.Error("record dead request; will retry", "stream_seq", adv.StreamSeq, "err", err)
 		_ = m.NakWithDelay(5 * time.Second)
 		return
@@ -57,16 +37,10 @@ func (w *Worker) buryAdvisory(m jetstream.Msg) {
 	_ = m.Ack()
 }
 
-func sleepOrDone(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
-// bury marks the job of the request at seq dead, unless a live worker still
-// runs it or it is already over, and removes the request from the stream.
-func (w *Worker) bury(ctx context.Context, seq, deliveries uint64) error {
+// buryRequest marks the job of the request at seq dead, unless a live
+// worker still runs it or it is already over, and removes the request from
+// the stream.
+func (w *Worker) buryRequest(ctx context.Context, seq, deliveries uint64) error {
 	stream, err := w.js.Stream(ctx, broker.JobsStream)
 	if err != nil {
 		return err
@@ -78,20 +52,29 @@ func (w *Worker) bury(ctx context.Context, seq, deliveries uint64) error {
 	if err != nil {
 		return err
 	}
-	id := raw.Header.Get("Nats-Msg-Id")
-	if req, err := schema.DecodeRequest(raw.Data); err == nil {
-		id = req.ID
+	id := raw.Header.Get(jetstream.MsgIDHeader)
+	if parts, ok := broker.ParseJobSubject(raw.Subject); ok && schema.ValidJobID(parts.Job) {
+		id = parts.Job
 	}
 	if !schema.ValidJobID(id) {
 		id = fmt.Sprintf("seq-%d", seq)
 	}
-	if entry, err := w.state.Get(ctx, id); err == nil {
-		if st, err := schema.DecodeJobState(entry.Value()); err == nil && st.State == schema.StateRunning &&
-			!st.HeartbeatAt.IsZero() && time.Since(st.HeartbeatAt) < w.cfg.Topology.Lease() {
+	entry, err := w.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if entry.State.State == schema.StateRunning {
+		if alive, _, err := w.sessions.Alive(ctx, entry.State.Session); err != nil {
+			return err
+		} else if alive {
 			return nil // still running on a live worker, which will settle it
 		}
 	}
 	w.log.Warn("request ran out of deliveries; the job is dead", "job", id, "deliveries", deliveries)
-	w.settleDead(ctx, id, fmt.Sprintf("delivered %d times without finishing", deliveries))
+	var req *schema.Request
+	if r, err := schema.DecodeRequest(raw.Data); err == nil && r.ID == id {
+		req = &r
+	}
+	w.bury(ctx, id, req, fmt.Sprintf("delivered %d times without finishing", deliveries))
 	return stream.DeleteMsg(ctx, seq)
 }

@@ -5,7 +5,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"io"
 	"time"
 
@@ -71,14 +70,6 @@ type Outcome struct {
 	ExitCode int
 	Reason   string // schema.ReasonOOMKilled, or empty
 }
-
-// Why a running job's context was cancelled.
-var (
-	errCancelled = errors.New("cancelled")
-	errTimedOut  = errors.New("timed out")
-	errDraining  = errors.New("worker draining")
-	errClaimLost = errors.New("another worker took the job over")
-)
 
 // Reapable is implemented by executors whose commands can outlive the
 // worker that started them (a container runs on when its worker is

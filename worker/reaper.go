@@ -2,12 +2,10 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -37,39 +35,67 @@ func (w *Worker) reap(ctx context.Context, r Reapable) error {
 	if err != nil {
 		return err
 	}
-	lease := w.cfg.Topology.Lease()
+	lease := w.topo.Lease()
 	for _, l := range leftovers {
 		if time.Since(l.Created) < lease {
 			continue // too young to judge: its worker may not have recorded it yet
 		}
-		entry, err := w.state.Get(ctx, l.JobID)
-		var st schema.JobState
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
+		entry, err := w.store.Get(ctx, l.JobID)
+		if err != nil {
 			return err
-		default:
-			if st, err = schema.DecodeJobState(entry.Value()); err != nil {
+		}
+		st := entry.State
+		holder := st.State == schema.StateRunning && st.Worker == l.Worker && st.Attempt == l.Attempt
+		if holder {
+			alive, _, err := w.sessions.Alive(ctx, st.Session)
+			if err != nil {
 				return err
 			}
-		}
-		holder := st.State == schema.StateRunning && st.Worker == l.Worker && st.Attempt == l.Attempt
-		if holder && time.Since(st.HeartbeatAt) < lease {
-			continue // its worker is alive and runs it
+			if alive {
+				continue // its worker is alive and runs it
+			}
 		}
 		if err := r.Remove(ctx, l); err != nil {
 			return err
 		}
 		w.log.Warn("reaped a leftover of a lost worker", "job", l.JobID, "attempt", l.Attempt, "lost_worker", l.Worker, "leftover", l.ID)
-		w.publish(ctx, schema.Event{JobID: l.JobID, Attempt: l.Attempt, Seq: reapedSeq, Kind: schema.KindReaped,
+		w.publish(ctx, schema.Event{JobID: l.JobID, Attempt: l.Attempt, Seq: jobs.ReapedSeq, Kind: schema.KindReaped,
 			Worker: w.cfg.ID, Error: fmt.Sprintf("%s of worker %s stopped and removed: no live worker held it", l.ID, l.Worker)})
-		if holder && l.Started && !st.Retry && entry != nil {
+		if holder && l.Started && !st.Retry {
 			// The command ran and is gone now: the job cannot finish.
-			lost := lostState(st, time.Now().UTC())
-			if _, err := w.state.Update(ctx, l.JobID, lost.Encode(), entry.Revision()); err == nil {
-				w.publish(ctx, lost.FinalEvent())
+			lost, err := w.store.Update(ctx, l.JobID, &entry, func(cur jobs.Entry) (schema.JobState, bool, error) {
+				if !jobs.Holds(cur.State, st.Session, st.Attempt) {
+					return cur.State, false, nil
+				}
+				return jobs.Lose(cur.State, time.Now().UTC()), true, nil
+			})
+			if err == nil && lost.State.Reason == schema.ReasonWorkerLost {
+				w.publish(ctx, lost.State.FinalEvent())
 			}
 		}
 	}
 	return nil
+}
+
+// clearLeftovers stops and removes what earlier attempts of the job left in
+// the executor, and says whether any of it had started the command.
+func (w *Worker) clearLeftovers(ctx context.Context, job string) (started bool, err error) {
+	r, ok := w.cfg.Executor.(Reapable)
+	if !ok {
+		return false, nil
+	}
+	leftovers, err := r.Leftovers(ctx, w.deployment, job)
+	if err != nil {
+		return false, fmt.Errorf("look for leftovers of earlier attempts: %w", err)
+	}
+	for _, l := range leftovers {
+		started = started || l.Started
+		if err := r.Remove(ctx, l); err != nil {
+			return started, err
+		}
+		w.log.Warn("removed what a lost worker left of the job", "job", job, "attempt", l.Attempt, "lost_worker", l.Worker, "leftover", l.ID)
+		w.publish(ctx, schema.Event{JobID: job, Attempt: l.Attempt, Seq: jobs.ReapedSeq, Kind: schema.KindReaped,
+			Worker: w.cfg.ID, Error: fmt.Sprintf("%s of worker %s removed before the job ran again", l.ID, l.Worker)})
+	}
+	return started, nil
 }

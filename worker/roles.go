@@ -26,3 +26,6 @@ func (r Roles) Check(principal, command string, required []string) error {
 	return fmt.Errorf("principal %s may not run %s: it needs one of the roles %s (the workers' WINCH_ROLES_FILE grants roles)",
 		principal, command, strings.Join(required, ", "))
 }
+
+// Has reports whether principal has role.
+func (r Roles) Has(principal, role string) bool { return slices.Contains(r[principal], role) }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/schema"
 )
@@ -27,13 +28,18 @@ type Config struct {
 	// Concurrency bounds the jobs this worker runs at once, over all queues.
 	Concurrency int
 	// DrainTimeout is how long Stop lets running jobs finish before it stops
-	// them and hands them back to the queue.
+	// them and hands them back to the queue (or, for commands that started
+	// and may not run twice, records them interrupted).
 	DrainTimeout time.Duration
-	Topology     broker.Topology
+	// Topology is what the worker asks of the fleet's topology: zero fields
+	// take the fleet's settings; a non-zero one that differs is an error
+	// (broker.ConflictError). The topology must exist (broker.Ensure).
+	Topology broker.Topology
 	// Catalog finds commands: a fixed modules.Catalog, or a
 	// modules.Resolver over the module registry.
 	Catalog Commands
-	// Roles grants principals the roles that commands may require.
+	// Roles grants principals the roles that commands may require; the
+	// admin role (jobs.AdminRole) may cancel anyone's jobs.
 	Roles    Roles
 	Executor Executor
 	Logger   *slog.Logger
@@ -71,7 +77,6 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.Topology = c.Topology.WithDefaults()
 	return c
 }
 
@@ -89,25 +94,41 @@ var (
 
 // Worker runs jobs from its queues until stopped.
 type Worker struct {
-	cfg   Config
-	log   *slog.Logger
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	state jetstream.KeyValue
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	// topo is the fleet's topology, as Start found it.
+	topo     broker.Topology
+	store    *jobs.Store
+	sessions *jobs.Sessions
+	events   *jobs.Publisher
+	// session names this run of the worker in the liveness bucket and in
+	// the states of the jobs it holds.
+	session string
+	// doorbell hears that a job this worker runs was cancelled.
+	doorbell *nats.Subscription
 
 	slots chan struct{}
 	// deployment identifies this installation: the creation time of its
 	// state bucket, the same for every worker that shares it.
 	deployment string
 
-	// fetchCtx ends the fetch loops; jobsCtx ends running jobs, with
-	// errDraining as its cause, once the drain deadline passes.
-	fetchCtx    context.Context
-	stopFetch   context.CancelFunc
-	jobsCtx     context.Context
-	cancelJobs  context.CancelCauseFunc
-	loops, jobs sync.WaitGroup
-	stopOnce    sync.Once
+	runningMu sync.Mutex
+	running   map[string]*attempt
+
+	// fetchCtx ends the loops that take work; jobsCtx ends running jobs,
+	// with errDraining as its cause, once the drain deadline passes, and
+	// then the session's heartbeat.
+	fetchCtx   context.Context
+	stopFetch  context.CancelFunc
+	jobsCtx    context.Context
+	cancelJobs context.CancelCauseFunc
+	// loops take work; jobs run it; heart keeps the session alive while
+	// any job may run.
+	loops, jobs, heart sync.WaitGroup
+	stopOnce           sync.Once
 }
 
 // New makes a worker on connection nc. Start runs it.
@@ -125,12 +146,15 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	session := jobs.NewSession(cfg.ID)
 	return &Worker{
-		cfg:   cfg,
-		log:   cfg.Logger.With("worker", cfg.ID),
-		nc:    nc,
-		js:    js,
-		slots: make(chan struct{}, cfg.Concurrency),
+		cfg:     cfg,
+		log:     cfg.Logger.With("worker", cfg.ID),
+		nc:      nc,
+		js:      js,
+		session: session,
+		slots:   make(chan struct{}, cfg.Concurrency),
+		running: map[string]*attempt{},
 	}, nil
 }
 
@@ -140,17 +164,29 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // Executor names how the worker runs commands.
 func (w *Worker) Executor() string { return w.cfg.Executor.Name() }
 
-// Start ensures the topology and the queues' consumers, then starts taking
-// jobs. It returns once the worker is serving; ctx bounds the set-up only.
+// Start checks the fleet's topology and the queues' consumers, announces the worker's session, then starts taking jobs and
+// control requests. It returns once the worker is serving; ctx bounds the
+// set-up only.
 func (w *Worker) Start(ctx context.Context) error {
-	if err := broker.Ensure(ctx, w.js, w.cfg.Topology); err != nil {
+	// The topology has one owner (whoever ran broker.Ensure: winch broker,
+	// winch dev, winch init, the worker command's wiring); a worker only
+	// checks that it agrees with it.
+	topo, err := broker.Check(ctx, w.js, w.cfg.Topology)
+	if err != nil {
 		return err
 	}
-	kv, err := w.js.KeyValue(ctx, broker.StateBucket)
+	w.topo = topo
+	state, err := w.js.KeyValue(ctx, broker.StateBucket)
 	if err != nil {
 		return fmt.Errorf("open state bucket: %w", err)
 	}
-	w.state = kv
+	w.store = jobs.NewStore(state)
+	workers, err := w.js.KeyValue(ctx, broker.WorkersBucket)
+	if err != nil {
+		return fmt.Errorf("open workers bucket: %w", err)
+	}
+	w.sessions = jobs.NewSessions(workers, topo.Lease())
+	w.events = jobs.NewPublisher(w.js, w.log)
 	if s, err := w.js.Stream(ctx, "KV_"+broker.StateBucket); err == nil {
 		w.deployment = strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36)
 	} else {
@@ -158,39 +194,91 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	consumers := make(map[string]jetstream.Consumer, len(w.cfg.Queues))
 	for _, q := range w.cfg.Queues {
-		c, err := broker.EnsureQueue(ctx, w.js, q, w.cfg.Topology)
+		c, err := broker.EnsureQueue(ctx, w.js, q, topo)
 		if err != nil {
 			return err
 		}
 		consumers[q] = c
 	}
-	dead, err := w.js.CreateOrUpdateConsumer(ctx, broker.DeadStream, jetstream.ConsumerConfig{
-		Durable: "dead-letters", Description: "winch workers recording dead jobs",
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.cfg.Topology.AckWait,
-	})
+	dead, err := w.sharedConsumer(ctx, broker.DeadStream, "dead-letters", "winch workers recording dead jobs")
 	if err != nil {
-		return fmt.Errorf("ensure dead-letter consumer: %w", err)
+		return err
+	}
+	control, err := w.sharedConsumer(ctx, broker.ControlStream, broker.ControlConsumer, "winch workers deciding control requests")
+	if err != nil {
+		return err
+	}
+	if err := w.sessions.Beat(ctx, w.session, w.sessionInfo()); err != nil {
+		return err
+	}
+	w.doorbell, err = w.nc.Subscribe(broker.WorkerSubject(w.session), w.ring)
+	if err != nil {
+		return fmt.Errorf("subscribe to this worker's doorbell: %w", err)
 	}
 	w.fetchCtx, w.stopFetch = context.WithCancel(context.Background())
 	w.jobsCtx, w.cancelJobs = context.WithCancelCause(context.Background())
+	w.heart.Add(1)
+	go w.beat()
 	for q, c := range consumers {
 		w.loops.Add(1)
 		go w.fetchLoop(q, c)
 	}
-	w.loops.Add(1)
-	go w.deadLetters(dead)
+	w.loops.Add(2)
+	go w.drainShared(dead, w.buryAdvisory)
+	go w.drainShared(control, w.decideControl)
 	if r, ok := w.cfg.Executor.(Reapable); ok {
 		w.loops.Add(1)
 		go w.reapLoop(r)
 	}
-	w.log.Info("worker serving", "queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency, "executor", w.cfg.Executor.Name())
+	w.log.Info("worker serving", "queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency, "executor", w.cfg.Executor.Name(), "session", w.session)
 	return nil
 }
 
+func (w *Worker) sharedConsumer(ctx context.Context, stream, name, description string) (jetstream.Consumer, error) {
+	c, err := w.js.Consumer(ctx, stream, name)
+	if err == nil && c.CachedInfo().Config.AckWait == w.topo.AckWait {
+		return c, nil
+	}
+	c, err = w.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: name, Description: description,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.topo.AckWait,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure consumer %s on %s: %w", name, stream, err)
+	}
+	return c, nil
+}
+
+func (w *Worker) sessionInfo() jobs.SessionInfo {
+	return jobs.SessionInfo{Worker: w.cfg.ID, Queues: w.cfg.Queues, StartedAt: time.Now().UTC()}
+}
+
+// beat keeps the worker's session alive until the worker has stopped; the
+// jobs it holds live by it.
+func (w *Worker) beat() {
+	defer w.heart.Done()
+	info := w.sessionInfo()
+	t := time.NewTicker(w.topo.HeartbeatInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-w.jobsCtx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(w.jobsCtx, w.topo.HeartbeatInterval())
+		if err := w.sessions.Beat(ctx, w.session, info); err != nil && w.jobsCtx.Err() == nil {
+			w.log.Warn("session heartbeat", "err", err)
+		}
+		cancel()
+	}
+}
+
 // Stop drains the worker: it takes no new job, lets running jobs finish for
-// up to DrainTimeout, then stops the rest and hands them back to their
-// queue for another worker. ctx can cut the wait short, with the same
-// effect as the deadline passing.
+// up to DrainTimeout, then stops the rest: those that had not started, or
+// may run again, are handed back to their queue for another worker; those
+// that started and may not run twice end as interrupted. ctx can cut the
+// wait short, with the same effect as the deadline passing.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopOnce.Do(func() {
 		if w.stopFetch == nil {
@@ -204,73 +292,173 @@ func (w *Worker) Stop(ctx context.Context) error {
 		defer timer.Stop()
 		select {
 		case <-done:
-			w.cancelJobs(nil)
 			w.log.Info("worker drained")
-			return
 		case <-timer.C:
+			w.log.Warn("drain deadline passed; stopping running jobs", "deadline", w.cfg.DrainTimeout.String())
 		case <-ctx.Done():
+			w.log.Warn("stopping running jobs", "why", context.Cause(ctx))
 		}
-		w.log.Warn("drain deadline passed; handing running jobs back", "deadline", w.cfg.DrainTimeout.String())
 		w.cancelJobs(errDraining)
 		<-done
+		_ = w.doorbell.Unsubscribe()
+		w.heart.Wait()
+		endCtx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		defer cancel()
+		if err := w.sessions.End(endCtx, w.session); err != nil {
+			w.log.Warn("end session", "err", err)
+		}
 		w.log.Info("worker stopped")
 	})
 	return nil
 }
 
-// fetchLoop takes one request whenever a slot is free, so that a worker
-// never holds more requests than it runs (which would keep them from idle
-// workers and let their ack timers run).
+func (w *Worker) track(a *attempt) {
+	w.runningMu.Lock()
+	defer w.runningMu.Unlock()
+	w.running[a.id()] = a
+}
+
+func (w *Worker) untrack(a *attempt) {
+	w.runningMu.Lock()
+	defer w.runningMu.Unlock()
+	if w.running[a.id()] == a {
+		delete(w.running, a.id())
+	}
+}
+
+// ring is the doorbell: a worker that decided a cancel of a job this worker
+// runs says so. The job's state, not the message, decides what happens.
+func (w *Worker) ring(m *nats.Msg) {
+	w.runningMu.Lock()
+	a := w.running[string(m.Data)]
+	w.runningMu.Unlock()
+	if a == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.jobsCtx, settleTimeout)
+	defer cancel()
+	a.check(ctx)
+}
+
+// fetchLoop takes requests only when slots are free, as many at once as
+// there are free slots, so that a worker never holds more requests than it
+// runs (which would keep them from idle workers and let their ack timers
+// run). When nothing is waiting it waits for one request.
 func (w *Worker) fetchLoop(queue string, c jetstream.Consumer) {
 	defer w.loops.Done()
 	log := w.log.With("queue", queue)
 	failures := 0
 	for {
+		// Take one slot (waiting for it), then any others free now.
 		select {
 		case w.slots <- struct{}{}:
 		case <-w.fetchCtx.Done():
 			return
 		}
-		msg, err := w.next(c)
-		if err != nil {
-			<-w.slots
-			if w.fetchCtx.Err() != nil {
-				return
-			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
-				failures = 0
-				continue
-			}
-			failures++
-			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-			log.Warn("fetch failed; retrying", "err", err, "in", wait)
+		n := 1
+	more:
+		for n < cap(w.slots) {
 			select {
-			case <-time.After(wait):
-			case <-w.fetchCtx.Done():
-				return
+			case w.slots <- struct{}{}:
+				n++
+			default:
+				break more
 			}
+		}
+		got, err := w.fetch(c, n)
+		for range n - got {
+			<-w.slots
+		}
+		if err == nil {
+			failures = 0
 			continue
 		}
-		failures = 0
+		if w.fetchCtx.Err() != nil {
+			return
+		}
+		failures++
+		wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
+		log.Warn("fetch failed; retrying", "err", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-w.fetchCtx.Done():
+			return
+		}
+	}
+}
+
+// fetch takes up to n requests, starting a job for each, and says how many
+// it took. It takes what is there at once; when nothing is, it waits for
+// one.
+func (w *Worker) fetch(c jetstream.Consumer, n int) (int, error) {
+	batch, err := c.FetchNoWait(n)
+	if err != nil {
+		return 0, err
+	}
+	got := w.startAll(batch)
+	if got > 0 || batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
+		return got, ignoreEmpty(batch.Error())
+	}
+	ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
+	defer cancel()
+	batch, err = c.Fetch(1, jetstream.FetchContext(ctx))
+	if err != nil {
+		return 0, ignoreEmpty(err)
+	}
+	return w.startAll(batch), ignoreEmpty(batch.Error())
+}
+
+func ignoreEmpty(err error) error {
+	if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (w *Worker) startAll(batch jetstream.MessageBatch) int {
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		if w.fetchCtx.Err() != nil {
+			// Stopped while the request was on its way: hand it straight back.
+			_ = msg.Nak()
+			<-w.slots
+			continue
+		}
 		w.jobs.Add(1)
 		go func() {
 			defer func() { <-w.slots; w.jobs.Done() }()
 			w.handle(msg)
 		}()
 	}
+	return got
 }
 
-func (w *Worker) next(c jetstream.Consumer) (jetstream.Msg, error) {
-	ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
-	defer cancel()
-	msg, err := c.Next(jetstream.FetchContext(ctx))
-	if err != nil {
-		return nil, err
+// drainShared takes messages from a consumer that every worker shares (dead
+// letters, control requests) until the worker stops.
+func (w *Worker) drainShared(c jetstream.Consumer, handle func(jetstream.Msg)) {
+	defer w.loops.Done()
+	for w.fetchCtx.Err() == nil {
+		ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
+		batch, err := c.Fetch(10, jetstream.FetchContext(ctx))
+		if err != nil {
+			cancel()
+			if w.fetchCtx.Err() == nil {
+				w.log.Warn("fetch from a shared consumer", "err", err)
+				sleepOrDone(w.fetchCtx, time.Second)
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			handle(m)
+		}
+		cancel()
 	}
-	if w.fetchCtx.Err() != nil {
-		// Stopped while the request was on its way: hand it straight back.
-		_ = msg.Nak()
-		return nil, w.fetchCtx.Err()
+}
+
+func sleepOrDone(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
-	return msg, nil
 }

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/jobtest"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
@@ -171,15 +173,21 @@ func TestSecretParamsNeverReachEvents(t *testing.T) {
 func TestCancelBeforeStart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// A worker of another queue decides the cancel: a queued job's cancel
+	// holds even when no worker serves its queue yet.
+	e.StartWorker(worker.Config{Queues: []string{"other-" + e.Queue}})
 	id := e.Submit("core.echo", map[string]any{"text": "must never print"})
-	st, err := e.Client.Cancel(t.Context(), id, "alice")
+	if st := e.Status(id); st.State != schema.StateQueued || st.Command != "core.echo" || st.Principal != "tester" {
+		t.Fatalf("status of a queued job: %+v", st)
+	}
+	reply, err := e.Client.Cancel(t.Context(), id, "tester")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != schema.StateCancelled {
-		t.Fatalf("queued job cancelled into %s", st.State)
+	if reply.Outcome != schema.OutcomeCancelled || reply.State != schema.StateCancelled {
+		t.Fatalf("queued job cancelled into %+v", reply)
 	}
-	// A worker arrives afterwards: it must drop the request, not run it.
+	// A worker of its queue arrives afterwards: it must not run it.
 	e.StartWorker(worker.Config{})
 	after := e.Submit("core.echo", map[string]any{"text": "after"})
 	e.Follow(after)
@@ -188,7 +196,7 @@ func TestCancelBeforeStart(t *testing.T) {
 	if got := jobtest.Kinds(events); got != "finished(cancelled)" {
 		t.Fatalf("events of the cancelled job: %s", got)
 	}
-	if !strings.Contains(events[0].Error, "cancelled by alice before it started") {
+	if !strings.Contains(events[0].Error, "cancelled by tester before it started") {
 		t.Fatalf("cancel event error %q", events[0].Error)
 	}
 	if st := e.Status(id); st.State != schema.StateCancelled || st.StartedAt != (time.Time{}) {
@@ -197,8 +205,8 @@ func TestCancelBeforeStart(t *testing.T) {
 	if n := e.Drained(); n != 0 {
 		t.Fatalf("%d requests left in the stream", n)
 	}
-	if _, err := e.Client.Cancel(t.Context(), id, "alice"); err == nil {
-		t.Fatal("cancelling a finished job again did not fail")
+	if _, err := e.Client.Cancel(t.Context(), id, "tester"); !errors.Is(err, producer.ErrFinished) {
+		t.Fatalf("cancelling a finished job again: %v, want ErrFinished", err)
 	}
 }
 
@@ -209,16 +217,73 @@ func TestCancelWhileRunning(t *testing.T) {
 	id := e.Submit("core.sleep", map[string]any{"seconds": 30})
 	e.WaitFor(id, schema.KindStarted)
 	began := time.Now()
-	if _, err := e.Client.Cancel(t.Context(), id, "alice"); err != nil {
-		t.Fatal(err)
+	if reply, err := e.Client.Cancel(t.Context(), id, "tester"); err != nil || reply.Outcome != schema.OutcomeStopping {
+		t.Fatalf("cancel: %+v, %v", reply, err)
 	}
 	end := jobtest.Last(e.Follow(id))
 	t.Logf("cancel took %v", time.Since(began))
-	if end.State != schema.StateCancelled || end.Error != "cancelled by alice" {
+	if end.State != schema.StateCancelled || end.Error != "cancelled by tester" {
 		t.Fatalf("ended %s: %q", end.State, end.Error)
 	}
-	if st := e.Status(id); st.State != schema.StateCancelled || st.CancelledBy != "alice" {
+	if st := e.Status(id); st.State != schema.StateCancelled || st.CancelledBy != "tester" {
 		t.Fatalf("state %+v", st)
+	}
+}
+
+// Only a job's own principal, or an admin, may cancel it; anyone else is
+// refused, and the refusal is in the job's events for the audit.
+func TestCancelOfSomeoneElsesJobIsRefusedAndAudited(t *testing.T) {
+	t.Parallel()
+	// Every worker of a fleet decides control requests, with the same roles:
+	// this test's fleet is alone on a server of its own.
+	srv, err := testenv.StartNATS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	e := jobtest.New(t, srv.ClientURL(), withDefaults)
+	e.StartWorker(worker.Config{Roles: worker.Roles{"root": {"admin"}}})
+	id := e.Submit("core.sleep", map[string]any{"seconds": 30})
+	e.WaitFor(id, schema.KindStarted)
+	_, err = e.Client.Cancel(t.Context(), id, "mallory")
+	if !errors.Is(err, producer.ErrRefused) || !strings.Contains(err.Error(), "mallory may not cancel job "+id+" of tester") {
+		t.Fatalf("mallory's cancel: %v", err)
+	}
+	if st := e.Status(id); st.State != schema.StateRunning || st.CancelRequested {
+		t.Fatalf("after a refused cancel the job is %+v", st)
+	}
+	if _, err := e.Client.Cancel(t.Context(), id, "root"); err != nil {
+		t.Fatalf("an admin's cancel: %v", err)
+	}
+	events := e.Follow(id)
+	end := jobtest.Last(events)
+	if end.State != schema.StateCancelled || end.Error != "cancelled by root" {
+		t.Fatalf("ended %s: %q", end.State, end.Error)
+	}
+	refused := slices.IndexFunc(events, func(ev schema.Event) bool { return ev.Kind == schema.KindCancelRefused })
+	if refused < 0 || events[refused].Principal != "mallory" || !strings.Contains(events[refused].Error, "may not cancel") {
+		t.Fatalf("no audited refusal in %s", jobtest.Kinds(events))
+	}
+}
+
+// Events come only from workers: one published by anyone else (possible
+// only where authorization is off) changes nothing of the job.
+func TestForgedEventChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.StartWorker(worker.Config{})
+	id := e.Submit("core.sleep", map[string]any{"seconds": 1})
+	e.WaitFor(id, schema.KindStarted)
+	forged := schema.Event{JobID: id, Attempt: 1, Seq: 99, Kind: schema.KindFinished, State: schema.StateFailed, Error: "forged"}
+	if _, err := e.JS.Publish(t.Context(), broker.EventSubject(id, "finished"), []byte(jsonString(forged))); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status(id); st.State != schema.StateRunning {
+		t.Fatalf("after a forged event the job is %s", st.State)
+	}
+	final, err := e.Client.Wait(t.Context(), id)
+	if err != nil || final.State != schema.StateSucceeded {
+		t.Fatalf("the job ended %s (%v), want succeeded", final.State, err)
 	}
 }
 
@@ -264,26 +329,27 @@ func TestBadRequestsAreRejected(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.StartWorker(worker.Config{})
-	subject := broker.JobSubject(e.Queue, "tester")
 	request := func(id, command string, params map[string]any, principal string) []byte {
 		return []byte(jsonString(schema.Request{Version: 1, ID: id, Command: command, Params: params,
 			Queue: e.Queue, Principal: principal, CreatedAt: time.Now()}))
 	}
 	tests := []struct {
-		name, id, subject string
-		data              []byte
-		reason            string
+		name, id string
+		data     []byte
+		reason   string
 	}{
-		{"unknown command", "rej-unknown", subject, request("rej-unknown", "core.ecko", nil, "tester"), `unknown command "core.ecko": did you mean "core.echo"?`},
-		{"missing parameter", "rej-missing", subject, request("rej-missing", "core.echo", nil, "tester"), "invalid parameters for core.echo: --text is required"},
-		{"wrong type", "rej-type", subject, request("rej-type", "core.exit", map[string]any{"code": "x"}, "tester"), `--code want a whole number, got "x"`},
-		{"not json", "rej-bytes", subject, []byte("\x00this is not json"), "not a valid JSON request document"},
-		{"forged principal", "rej-forged", subject, request("rej-forged", "core.echo", map[string]any{"text": "x"}, "root"), `principal "root" in the request does not match the subject`},
+		{"unknown command", "rej-unknown", request("rej-unknown", "core.ecko", nil, "tester"), `unknown command "core.ecko": did you mean "core.echo"?`},
+		{"missing parameter", "rej-missing", request("rej-missing", "core.echo", nil, "tester"), "invalid parameters for core.echo: text: required"},
+		{"wrong type", "rej-type", request("rej-type", "core.exit", map[string]any{"code": "x"}, "tester"), `code: want a whole number, got "x"`},
+		{"not json", "rej-bytes", []byte("\x00this is not json"), "not a valid JSON request document"},
+		// Who published is the subject's principal: the audit names tester,
+		// never root, who did not act.
+		{"forged principal", "rej-forged", request("rej-forged", "core.echo", map[string]any{"text": "x"}, "root"), `from principal "root", but was published on`},
 	}
 	for _, tt := range tests {
 		id := tt.id + "-" + e.Queue
 		data := []byte(strings.ReplaceAll(string(tt.data), `"`+tt.id+`"`, `"`+id+`"`))
-		msg := &nats.Msg{Subject: tt.subject, Data: data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: broker.JobSubject(e.Queue, id, "tester"), Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, id)
 		if _, err := e.JS.PublishMsg(t.Context(), msg); err != nil {
 			t.Fatal(err)
@@ -297,8 +363,8 @@ func TestBadRequestsAreRejected(t *testing.T) {
 		if !strings.Contains(ev.Error, tt.reason) {
 			t.Errorf("%s: reason %q does not say %q", tt.name, ev.Error, tt.reason)
 		}
-		if st := e.Status(id); st.State != schema.StateRejected {
-			t.Errorf("%s: state %s", tt.name, st.State)
+		if st := e.Status(id); st.State != schema.StateRejected || st.Principal != "tester" || ev.Principal != "tester" {
+			t.Errorf("%s: state %s of %q, event of %q; want rejected, of tester (the subject's principal)", tt.name, st.State, st.Principal, ev.Principal)
 		}
 	}
 	// The worker is still serving.
@@ -329,7 +395,7 @@ func TestSameRequestIDRunsOnce(t *testing.T) {
 	e.Follow(req.ID)
 	// Past the broker's duplicate window (a publish without the header
 	// stands for that), the state bucket still knows the job is over.
-	if _, err := e.JS.Publish(t.Context(), broker.JobSubject(e.Queue, "tester"), []byte(jsonString(first.Request))); err != nil {
+	if _, err := e.JS.Publish(t.Context(), broker.JobSubject(e.Queue, req.ID, "tester"), []byte(jsonString(first.Request))); err != nil {
 		t.Fatal(err)
 	}
 	e.Follow(e.Submit("core.echo", map[string]any{"text": "after"}))
@@ -475,6 +541,41 @@ func TestDrainDeadlineHandsJobsBack(t *testing.T) {
 	end := jobtest.Last(events)
 	if end.State != schema.StateSucceeded || end.Worker != w2.ID() || end.Attempt != 2 {
 		t.Fatalf("ended %s on %s, attempt %d", end.State, end.Worker, end.Attempt)
+	}
+}
+
+// A command that started and may not run twice is never handed back when
+// the drain deadline passes: it is stopped and ends interrupted, and no
+// other worker starts it again.
+func TestDrainDeadlineInterruptsANonRetryableCommand(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w1 := e.StartWorker(worker.Config{ID: "drain-1-" + e.Queue, DrainTimeout: 300 * time.Millisecond})
+	id := e.Submit("test.once", map[string]any{"seconds": 30})
+	e.WaitFor(id, schema.KindStarted)
+	began := time.Now()
+	if err := w1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stop took %v", time.Since(began))
+	st := e.Status(id)
+	if st.State != schema.StateFailed || st.Reason != schema.ReasonInterrupted || !strings.Contains(st.Error, "may not run twice") {
+		t.Fatalf("after the drain deadline the job is %s (%s): %q", st.State, st.Reason, st.Error)
+	}
+	e.StartWorker(worker.Config{ID: "drain-2-" + e.Queue})
+	e.Follow(e.Submit("core.echo", map[string]any{"text": "after"}))
+	if n := e.Drained(); n != 0 {
+		t.Fatalf("%d requests left in the stream", n)
+	}
+	events := e.Follow(id)
+	starts := 0
+	for _, ev := range events {
+		if ev.Kind == schema.KindStarted {
+			starts++
+		}
+	}
+	if starts != 1 || jobtest.Last(events).Reason != schema.ReasonInterrupted {
+		t.Fatalf("events: %s", jobtest.Kinds(events))
 	}
 }
 

@@ -21,7 +21,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/winchhq/winch/broker"
-	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker/docker"
@@ -45,6 +44,7 @@ type CLI struct {
 	Dev      DevCmd      `cmd:"" help:"Run everything on one machine: an embedded NATS JetStream server and a worker."`
 	Broker   BrokerCmd   `cmd:"" help:"Run the embedded NATS server alone, from a nats.conf."`
 	Worker   WorkerCmd   `cmd:"" help:"Run a worker: take jobs from queues and run them."`
+	Init     InitCmd     `cmd:"" help:"Create winch's streams, or change the fleet's cluster-wide settings (lease, deliveries, retention, replicas)."`
 	Run      RunCmd      `cmd:"" help:"Run a command and follow it; exits with the command's exit code."`
 	Logs     LogsCmd     `cmd:"" help:"Replay (or follow, with -f) every event of a job."`
 	Status   StatusCmd   `cmd:"" help:"Show a job's state, worker, attempt, times and exit code."`
@@ -119,7 +119,7 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "winch:", err)
 	switch {
-	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology):
+	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology), errors.Is(err, producer.ErrRegistryUnavailable):
 		return exitUnavailable
 	case errors.Is(err, producer.ErrNotPermitted):
 		return exitNoPerm
@@ -239,24 +239,6 @@ func (g *Globals) principal() (string, error) {
 		return "", usageError("principal %q is not valid: set WINCH_PRINCIPAL to letters, digits, '-', '_' or '@'", p)
 	}
 	return p, nil
-}
-
-// catalog is the set of commands the client validates against: the core
-// and every registered module, at the commit the registry names.
-func (g *Globals) catalog(ctx context.Context, nc *nats.Conn) (*modules.Catalog, error) {
-	entries := []modules.Entry{{Name: "core", Manifest: modules.Core()}}
-	if nc != nil {
-		reg, err := newRegistry(ctx, nc)
-		if err != nil {
-			return nil, &ExitError{Code: exitUnavailable, Err: err}
-		}
-		registered, err := reg.List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, registered...)
-	}
-	return modules.CatalogOf(entries)
 }
 
 func (g *Globals) jsonOutput() bool { return g.Output == "json" }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/worker"
@@ -39,6 +41,13 @@ func TestShippedConfigServesTheCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
 	core, _ := modules.NewCatalog(modules.Core())
 	w, err := worker.New(nc, worker.Config{ID: "auth-worker", Catalog: core, Executor: &process.Executor{}, Topology: broker.Topology{AckWait: 2 * time.Second}})
 	if err != nil {
@@ -63,8 +72,18 @@ func TestShippedConfigServesTheCLI(t *testing.T) {
 	id := strings.TrimSpace(check(0, "", "run", "--detach", "core.sleep", "--seconds", "30"))
 	check(0, id, "ps")
 	check(0, "principal:", "status", id)
+	// Cancelling someone else's job: alice cannot even ask as bob (the
+	// server refuses), and mallory, who may publish as herself (here with
+	// the worker user's rights), is refused by the workers, on the record.
+	check(exitNoPerm, `you may not send control requests as "bob"`, append([]string{"--as", "bob"}, "cancel", id)...)
+	mallory := []string{"WINCH_NATS_URL=nats://worker:worker-pw@" + addr, "WINCH_PRINCIPAL=mallory", "WINCH_MODULE_CACHE=" + t.TempDir()}
+	if out, code := runWinch(t, mallory, "cancel", id); code != exitNoPerm || !strings.Contains(out, "mallory may not cancel job "+id+" of alice") {
+		t.Fatalf("mallory cancelling alice's job: exit %d\n%s", code, out)
+	}
+	check(0, "state:      running", "status", id)
 	check(0, "cancelled", "cancel", id)
 	check(0, "finished  cancelled", "logs", id)
+	check(0, "cancel_refused", "logs", id)
 	check(0, "", "modules", "list")
 
 	// Publishing as someone else is refused by the server.

@@ -48,7 +48,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		js, err := jetstream.New(nc)
 		if err == nil {
-			err = broker.Ensure(ctx, js, broker.Topology{})
+			_, err = broker.Ensure(ctx, js, broker.Topology{})
 		}
 		nc.Close()
 		if err != nil {

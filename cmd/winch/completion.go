@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/posener/complete"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/producer"
 )
 
 // predictCommands completes `winch run`: command names, then the chosen
@@ -51,22 +53,19 @@ func predictCommands(a complete.Args) []string {
 	return flags
 }
 
+// completionCatalog is the catalog winch run validates against, or the
+// core's alone when NATS does not answer at once.
 func completionCatalog() *modules.Catalog {
-	entries := []modules.Entry{{Name: "core", Manifest: modules.Core()}}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	url := os.Getenv("WINCH_NATS_URL")
-	if nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: url}); err == nil {
+	if nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: os.Getenv("WINCH_NATS_URL")}); err == nil {
 		defer nc.Close()
-		if reg, err := newRegistry(ctx, nc); err == nil {
-			if registered, err := reg.List(ctx); err == nil {
-				entries = append(entries, registered...)
+		if js, err := jetstream.New(nc); err == nil {
+			if catalog, err := producer.LoadCatalog(ctx, js); err == nil {
+				return catalog
 			}
 		}
 	}
-	catalog, err := modules.CatalogOf(entries)
-	if err != nil {
-		catalog, _ = modules.NewCatalog(modules.Core())
-	}
+	catalog, _ := modules.NewCatalog(modules.Core())
 	return catalog
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 )
@@ -25,49 +26,46 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	mode := producer.Replay
-	if c.Follow {
-		mode = producer.UntilDone
+	var archive producer.EventArchive
+	if g.ClickHouseDSN != "" {
+		store := &lazyStore{g: g}
+		defer store.Close()
+		archive = store
 	}
-	render := newEventRenderer(g, true)
-	if mode == producer.Replay || !c.streamLacks(ctx, client) {
-		_, err = client.Follow(ctx, c.Job, mode, render)
-		if !errors.Is(err, producer.ErrNoEvents) {
-			return notFoundIsUsage(err)
-		}
+	err = client.Logs(ctx, c.Job, c.Follow, archive, newEventRenderer(g, true))
+	switch {
+	case errors.Is(err, producer.ErrNoEvents) && archive == nil:
+		return usageError("%w: %s (set WINCH_CLICKHOUSE_DSN to read older jobs from the audit store)", producer.ErrNoEvents, c.Job)
+	case errors.Is(err, producer.ErrNoEvents):
+		return usageError("no events for job %s in the events stream or the audit store", c.Job)
 	}
-	if g.ClickHouseDSN == "" {
-		return notFoundIsUsage(fmt.Errorf("%w: %s (set WINCH_CLICKHOUSE_DSN to read older jobs from the audit store)", producer.ErrNoEvents, c.Job))
-	}
-	store, err := g.store(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	events, err := store.Events(ctx, c.Job)
-	if err != nil {
-		return err
-	}
-	if len(events) == 0 {
-		return &ExitError{Code: exitUsage, Err: fmt.Errorf("no events for job %s in the events stream or the audit store", c.Job)}
-	}
-	for _, ev := range events {
-		if err := render(ev); err != nil {
-			return err
-		}
-	}
-	return nil
+	return notFoundIsUsage(err)
 }
 
-// streamLacks reports whether a job that is over has no events left in the
-// stream, so that following it would wait forever.
-func (c *LogsCmd) streamLacks(ctx context.Context, client *producer.Client) bool {
-	st, err := client.Status(ctx, c.Job)
-	if err == nil && !st.State.Terminal() {
-		return false
+// lazyStore is the audit store as winch logs' archive, opened only when a
+// job is no longer in the events stream.
+type lazyStore struct {
+	g     *Globals
+	store *audit.Store
+}
+
+var _ producer.EventArchive = (*audit.Store)(nil)
+
+func (s *lazyStore) Events(ctx context.Context, job string) ([]schema.Event, error) {
+	if s.store == nil {
+		store, err := s.g.store(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.store = store
 	}
-	_, err = client.Follow(ctx, c.Job, producer.Replay, func(schema.Event) error { return nil })
-	return errors.Is(err, producer.ErrNoEvents)
+	return s.store.Events(ctx, job)
+}
+
+func (s *lazyStore) Close() {
+	if s.store != nil {
+		s.store.Close()
+	}
 }
 
 // StatusCmd is `winch status JOB`.
@@ -138,14 +136,22 @@ func (c *CancelCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	st, err := client.Cancel(ctx, c.Job, principal)
-	if errors.Is(err, producer.ErrFinished) {
+	reply, err := client.Cancel(ctx, c.Job, principal)
+	switch {
+	case errors.Is(err, producer.ErrRefused):
+		return &ExitError{Code: exitNoPerm, Err: err}
+	case errors.Is(err, producer.ErrFinished):
 		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%w; nothing to cancel", err)}
-	}
-	if err != nil {
+	case errors.Is(err, producer.ErrUndecided):
+		return &ExitError{Code: exitUnavailable, Err: err}
+	case err != nil:
 		return notFoundIsUsage(err)
 	}
-	if !st.State.Terminal() && c.Wait > 0 {
+	st, err := client.Status(ctx, c.Job)
+	if err != nil {
+		return err
+	}
+	if reply.Outcome == schema.OutcomeStopping && c.Wait > 0 {
 		waitCtx, cancel := context.WithTimeout(ctx, c.Wait)
 		defer cancel()
 		if final, err := client.Wait(waitCtx, c.Job); err == nil {
@@ -170,12 +176,12 @@ type CommandsCmd struct{}
 
 // Run prints the command tree.
 func (c *CommandsCmd) Run(ctx context.Context, g *Globals) error {
-	_, nc, err := g.client(ctx)
+	client, nc, err := g.client(ctx)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	catalog, err := g.catalog(ctx, nc)
+	catalog, err := client.Catalog(ctx)
 	if err != nil {
 		return err
 	}

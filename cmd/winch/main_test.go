@@ -76,7 +76,7 @@ func startWorker() (func(), error) {
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second})
+		_, err = broker.Ensure(ctx, js, broker.Topology{AckWait: 2 * time.Second})
 	}
 	if err != nil {
 		return nil, err

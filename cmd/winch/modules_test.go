@@ -52,7 +52,7 @@ commands:
 		t.Fatalf("a typo: exit %d: %s", code, out)
 	}
 	out, code = winch("run", "db.backup", "--name", "Main")
-	if code != exitUsage || !strings.Contains(out, `invalid parameters for db.backup: --name "Main" does not match`) {
+	if code != exitUsage || !strings.Contains(out, `invalid parameters for db.backup: --name: "Main" does not match`) {
 		t.Fatalf("bad parameters: exit %d: %s", code, out)
 	}
 

@@ -35,39 +35,31 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	catalog, err := g.catalog(ctx, nc)
+	catalog, err := client.Catalog(ctx)
 	if err != nil {
 		return err
 	}
 	cmd, err := catalog.Lookup(c.Args[0])
 	if err != nil {
-		return &ExitError{Code: exitUsage, Err: err}
+		return runError(err)
 	}
-	raw, help, err := parseParams(cmd.Spec, c.Args[1:])
+	params, help, err := parseParams(cmd.Spec, c.Args[1:])
 	if err != nil {
 		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%s: %w (winch run %s --help)", cmd.Name, err, cmd.Name)}
 	}
 	if help {
 		return printCommandHelp(g.stdio.Out, cmd)
 	}
-	params, err := cmd.Spec.ValidateParams(raw)
-	if err != nil {
-		return &ExitError{Code: exitUsage, Err: fmt.Errorf("invalid parameters for %s: %w (winch run %s --help)", cmd.Name, err, cmd.Name)}
-	}
 	principal, err := g.principal()
 	if err != nil {
 		return err
 	}
-	sub, err := client.Submit(ctx, schema.Request{
-		ID: c.ID, Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		IdempotencyKey: c.IdempotencyKey, Timeout: schema.Duration(c.Timeout), ModuleCommit: cmd.Commit,
+	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
+		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
+		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout,
 	})
 	if err != nil {
-		var reqErr *schema.RequestError
-		if errors.As(err, &reqErr) {
-			return &ExitError{Code: exitUsage, Err: err}
-		}
-		return err
+		return runError(err)
 	}
 	id := sub.Request.ID
 	if sub.Duplicate {
@@ -81,6 +73,24 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+}
+
+// runError makes what the library refuses to run a usage error, naming
+// parameters as the flags they are given as here.
+func runError(err error) error {
+	var invalid *producer.InvalidParamsError
+	switch {
+	case errors.As(err, &invalid):
+		problems := make([]string, len(invalid.Params))
+		for i, p := range invalid.Params {
+			problems[i] = "--" + p.Param + ": " + p.Message
+		}
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("invalid parameters for %s: %s (winch run %s --help)",
+			invalid.Command, strings.Join(problems, "; "), invalid.Command)}
+	case producer.IsInvalid(err):
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	return err
 }
 
 // follow streams the job's events until it ends and turns its end into the

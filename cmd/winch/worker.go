@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,8 +27,8 @@ type WorkerFlags struct {
 	Concurrency  int           `env:"WINCH_CONCURRENCY" default:"4" help:"Jobs this worker runs at once."`
 	DrainTimeout time.Duration `env:"WINCH_DRAIN_TIMEOUT" default:"30s" help:"On SIGTERM, how long running jobs may finish before they are handed back."`
 	KillGrace    time.Duration `env:"WINCH_KILL_GRACE" default:"1s" help:"Between SIGTERM and SIGKILL when a command is stopped."`
-	AckWait      time.Duration `env:"WINCH_ACK_WAIT" default:"30s" help:"How long a silent worker keeps a job before it is handed to another."`
-	MaxDeliver   int           `env:"WINCH_MAX_DELIVER" default:"5" help:"Deliveries of one request before its job is dead."`
+	AckWait      time.Duration `env:"WINCH_ACK_WAIT" help:"Cluster-wide: how long a silent worker keeps a job before it is handed to another (the lease). Default: the fleet's (30s for a new one); a value that differs from the fleet's is refused: change it with winch init."`
+	MaxDeliver   int           `env:"WINCH_MAX_DELIVER" help:"Cluster-wide: deliveries of one request before its job is dead. Default: the fleet's (5 for a new one); see --ack-wait."`
 	Executor     string        `env:"WINCH_EXECUTOR" enum:"auto,docker,process" default:"auto" help:"How commands run: docker, or process (no isolation); auto picks docker when an engine answers (${enum})."`
 	DefaultImage string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
 	ReapInterval time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
@@ -52,8 +53,10 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := broker.Ensure(ctx, js, f.topology()); err != nil {
-		return nil, nil, err
+	// The first process to start makes the topology with its settings;
+	// later ones must agree with it (broker.ConflictError).
+	if _, err := broker.Ensure(ctx, js, f.topology()); err != nil {
+		return nil, nil, topologyError(err)
 	}
 	reg, err := newRegistry(ctx, nc)
 	if err != nil {
@@ -157,4 +160,13 @@ func loadRoles(path string) (worker.Roles, error) {
 		return nil, fmt.Errorf("roles file %s: %s (want principal: [role, ...])", path, yaml.FormatError(err, false, false))
 	}
 	return roles, nil
+}
+
+// topologyError makes a conflict with the fleet's settings a usage error.
+func topologyError(err error) error {
+	var conflict *broker.ConflictError
+	if errors.As(err, &conflict) {
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	return err
 }

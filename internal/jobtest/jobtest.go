@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -47,12 +48,26 @@ type Env struct {
 	Client   *producer.Client
 	Queue    string
 	defaults Defaults
+	// fleet: the server's topology is the test's own (NewWithTopology), and
+	// the workers it starts take the server's rather than ask for Topology.
+	fleet bool
 }
 
 var queueSeq atomic.Int64
 
 // New connects to the server at url and names a queue for the test.
 func New(t *testing.T, url string, defaults Defaults) *Env {
+	t.Helper()
+	e := NewWithTopology(t, url, Topology, defaults)
+	e.fleet = false
+	return e
+}
+
+// NewWithTopology is New for a server of the test's own (testenv.StartNATS),
+// whose topology it makes topo rather than Topology. Start its workers with
+// StartChildTo, which has them take the server's topology; StartWorker and
+// StartChild ask for Topology, which the server would refuse.
+func NewWithTopology(t *testing.T, url string, topo broker.Topology, defaults Defaults) *Env {
 	t.Helper()
 	nc, err := broker.Connect(t.Context(), broker.ConnectConfig{URL: url})
 	if err != nil {
@@ -63,7 +78,7 @@ func New(t *testing.T, url string, defaults Defaults) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.Ensure(t.Context(), js, Topology); err != nil {
+	if _, err := broker.Ensure(t.Context(), js, topo); err != nil {
 		t.Fatal(err)
 	}
 	client, err := producer.New(t.Context(), nc, nil)
@@ -72,7 +87,7 @@ func New(t *testing.T, url string, defaults Defaults) *Env {
 	}
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
 	queue := strings.Trim(name[:min(len(name), 18)], "-") + "-" + strconv.FormatInt(queueSeq.Add(1), 10)
-	return &Env{T: t, URL: url, NC: nc, JS: js, Client: client, Queue: queue, defaults: defaults}
+	return &Env{T: t, URL: url, NC: nc, JS: js, Client: client, Queue: queue, defaults: defaults, fleet: true}
 }
 
 // Logger writes to the test's output.
@@ -274,6 +289,44 @@ func (e *Env) StartChild(id string, extraEnv ...string) *Child {
 	return c
 }
 
+// Environment variables that StartChildTo's extraEnv may set.
+const (
+	// ChildConcurrencyEnv sets the child worker's Concurrency (default 1).
+	ChildConcurrencyEnv = "WINCH_CONCURRENCY"
+	// childFleetEnv has the child take the server's topology instead of
+	// asking for Topology.
+	childFleetEnv = "WINCH_TEST_FLEET_TOPOLOGY"
+)
+
+// StartChildTo is StartChild with the child's log going to stderr rather
+// than the test's output (a test that starts many children keeps it, and
+// shows what matters); on an Env of NewWithTopology the child takes the
+// server's topology.
+func (e *Env) StartChildTo(id string, stderr io.Writer, extraEnv ...string) *Child {
+	e.T.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "WINCH_NATS_URL="+e.URL, "WINCH_WORKER_ID="+id, "WINCH_QUEUES="+e.Queue)
+	if e.fleet {
+		cmd.Env = append(cmd.Env, childFleetEnv+"=1")
+	}
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		e.T.Fatal(err)
+	}
+	c := &Child{cmd: cmd}
+	e.T.Cleanup(c.Kill)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		e.T.Fatalf("child worker %s did not start: %q %v", id, line, err)
+	}
+	return c
+}
+
 // PID is the child's process id.
 func (c *Child) PID() int { return c.cmd.Process.Pid }
 
@@ -308,6 +361,12 @@ func childWorker(config func(cfg *worker.Config)) int {
 	cfg := worker.Config{
 		ID: os.Getenv("WINCH_WORKER_ID"), Queues: []string{os.Getenv("WINCH_QUEUES")},
 		Concurrency: 1, Topology: Topology, Logger: log,
+	}
+	if n, err := strconv.Atoi(os.Getenv(ChildConcurrencyEnv)); err == nil && n > 0 {
+		cfg.Concurrency = n
+	}
+	if os.Getenv(childFleetEnv) != "" {
+		cfg.Topology = broker.Topology{} // the server's, whatever it is
 	}
 	config(&cfg)
 	w, err := worker.New(nc, cfg)

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +38,8 @@ func (e *Executor) ensureBuilt(ctx context.Context, ref string, job *worker.Job)
 		return fmt.Errorf("inspect image %s: %w", ref, err)
 	}
 	if job.ModuleDir == "" {
-		return fmt.Errorf("module %s builds its image, but its files are not here", job.Module)
+		// The worker did not hand the files over: no retry changes that.
+		return permanent(fmt.Errorf("module %s builds its image, but its files are not here", job.Module))
 	}
 	lockPath := filepath.Join(os.TempDir(), "winch-build-"+unsafeFileChars.ReplaceAllString(ref, "_")+".lock")
 	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
@@ -57,11 +59,17 @@ func (e *Executor) ensureBuilt(ctx context.Context, ref string, job *worker.Job)
 		out = io.Discard
 	}
 	fmt.Fprintf(out, "building %s from %s at %s\n", ref, job.Build, job.Commit)
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(files.Tar(job.ModuleDir, pw)) }()
+	pr, tarred := tarStream(job.ModuleDir)
 	err = buildImageFrom(ctx, e.API, pr, job.Build, ref, out)
 	_ = pr.CloseWithError(err)
+	if terr := <-tarred; errors.Is(terr, files.ErrEscape) {
+		// The module at this commit holds a link out of itself: so it will
+		// at the next try.
+		return permanent(fmt.Errorf("build the image of module %s: %w", job.Module, terr))
+	}
 	if err != nil {
+		// A failed build is not the command's: the worker hands the attempt
+		// back (see Run).
 		return fmt.Errorf("build the image of module %s: %w", job.Module, err)
 	}
 	return nil

@@ -3,7 +3,8 @@
 // root with a small /tmp, a non-root user, no network unless the command's
 // manifest asks for one, memory, CPU and pids limits, and never the Docker
 // socket. Output is streamed as it comes; the container is removed once its
-// output is collected.
+// output is collected. The engine's init is PID 1 in each container: it
+// relays signals to the command and reaps what it leaves.
 package docker
 
 import (
@@ -70,6 +71,7 @@ type API interface {
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	CopyToContainer(ctx context.Context, id, path string, content io.Reader, opts container.CopyToContainerOptions) error
+	ContainerStatPath(ctx context.Context, id, path string) (container.PathStat, error)
 	Builder
 }
 
@@ -155,18 +157,37 @@ func ContainerName(job string, attempt int) string {
 }
 
 // Run implements worker.Executor.
+//
+// Its errors tell the worker what to do with the attempt. Before the
+// command starts, a failure that is not the command's is
+// worker.Transient, and the worker hands the attempt back: the engine
+// unreachable or failing (a refused or missing socket, a timeout, an
+// engine-side error on create, inspect, copy or attach), the image missing
+// or not inspectable, a derived image whose build fails. What is the
+// command's own is permanent: its program is not in the image, the engine
+// refuses the container its manifest describes, its module holds a link out
+// of itself, its parameters cannot be encoded. An error that comes of the
+// job's context ending is returned as is: the worker knows why it ended.
+//
+// Transient is only returned before job.Starting is called. From there on
+// the worker has recorded that the command may be running, and only an
+// attempt that did not start may be handed back, so a failed start, a
+// broken wait stream and anything after are permanent.
 func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, error) {
+	notStarted := func(err error) (worker.Outcome, error) {
+		return worker.Outcome{}, beforeStart(ctx, err)
+	}
 	ref, err := e.image(ctx, job)
 	if err != nil {
-		return worker.Outcome{}, err
+		return notStarted(err)
 	}
 	imageID, err := e.imageID(ctx, ref)
 	if err != nil {
-		return worker.Outcome{}, err
+		return notStarted(err)
 	}
 	id, created, err := e.create(ctx, job, ref)
 	if err != nil {
-		return worker.Outcome{}, err
+		return notStarted(err)
 	}
 	// Whatever happens from here, the container goes, and with a context of
 	// its own: the job's may be over.
@@ -174,15 +195,15 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 
 	inspect, err := e.API.ContainerInspect(ctx, id)
 	if err != nil {
-		return worker.Outcome{}, fmt.Errorf("inspect container: %w", err)
+		return notStarted(fmt.Errorf("inspect container: %w", err))
 	}
 	if created {
 		if err := e.copyParams(ctx, id, job.Params); err != nil {
-			return worker.Outcome{}, err
+			return notStarted(err)
 		}
 		if job.ModuleDir != "" {
 			if err := e.copyModule(ctx, id, job.ModuleDir); err != nil {
-				return worker.Outcome{}, err
+				return notStarted(err)
 			}
 		}
 	}
@@ -192,7 +213,7 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	// the exit.
 	hj, err := e.API.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
-		return worker.Outcome{}, fmt.Errorf("attach to container: %w", err)
+		return notStarted(fmt.Errorf("attach to container: %w", err))
 	}
 	defer hj.Close()
 	copied := make(chan error, 1)
@@ -209,10 +230,21 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		e.log().Info("following the running container of this attempt", "container", id, "job", job.ID)
 	} else if inspect.State != nil && inspect.State.Status == "exited" {
 		return e.outcome(id, inspect.State.ExitCode)
-	} else if err := job.Starting(); err != nil {
-		return worker.Outcome{}, err
-	} else if err := e.API.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return worker.Outcome{}, fmt.Errorf("start container: %w", err)
+	} else {
+		// The init, not the engine, executes the command: a program that is
+		// not there would be its exit 127, after a start. It is looked for
+		// first, so that it is an error and nothing starts.
+		if err := e.checkProgram(ctx, id, imageID, job); err != nil {
+			return notStarted(err)
+		}
+		// Starting's error is the worker's own, returned as is. From here
+		// on no error is transient (see above).
+		if err := job.Starting(); err != nil {
+			return worker.Outcome{}, err
+		}
+		if err := e.API.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+			return worker.Outcome{}, fmt.Errorf("start container: %w", err)
+		}
 	}
 	job.Started(worker.StartInfo{Executor: Name, Image: ref + "@" + imageID})
 
@@ -235,6 +267,26 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		<-copied
 	}
 	return e.outcome(id, int(res.code))
+}
+
+// permanentError marks an error met before the start that is the command's
+// own: a retry meets it again.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return &permanentError{err: err} }
+
+// beforeStart classifies an error met before the command was started (and
+// before job.Starting): transient unless it is the command's own or comes
+// of the job's context ending.
+func beforeStart(ctx context.Context, err error) error {
+	var p *permanentError
+	if ctx.Err() != nil || errors.As(err, &p) {
+		return err
+	}
+	return worker.Transient(err)
 }
 
 type waitResult struct {
@@ -297,7 +349,7 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		netMode = "none"
 	}
 	env := append([]string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"PATH=" + searchPath,
 		"HOME=/tmp",
 		"TMPDIR=/tmp",
 		"WINCH_PARAMS_FILE=" + paramsDir + "/params.json",
@@ -310,7 +362,6 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		Entrypoint:      []string{},
 		Env:             env,
 		User:            User,
-		WorkingDir:      "/tmp",
 		AttachStdout:    true,
 		AttachStderr:    true,
 		NetworkDisabled: netMode == "none",
@@ -329,9 +380,14 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 	mounts := []mount.Mount{{Type: mount.TypeVolume, Target: paramsDir}}
 	if job.ModuleDir != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeVolume, Target: moduleDir})
-		cfg.WorkingDir = moduleDir
 	}
+	cfg.WorkingDir = workDir(job)
+	withInit := true
 	host := &container.HostConfig{
+		// The engine's init is PID 1 and runs the command: it passes
+		// signals on (a command that sets no handler ends on SIGTERM, not
+		// after the kill grace) and reaps orphaned processes.
+		Init:           &withInit,
 		NetworkMode:    container.NetworkMode(netMode),
 		Privileged:     false,
 		CapDrop:        []string{"ALL"},
@@ -358,6 +414,11 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		}
 		return existing.ID, false, nil
 	}
+	if cerrdefs.IsInvalidArgument(err) {
+		// The engine refuses the container the manifest describes (limits,
+		// network, an empty argv): so would any other.
+		return "", false, permanent(fmt.Errorf("create container: %w", err))
+	}
 	if err != nil {
 		return "", false, fmt.Errorf("create container: %w", err)
 	}
@@ -371,20 +432,49 @@ const (
 	moduleDir = "/module"
 )
 
+// searchPath is the commands' PATH.
+const searchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// workDir is where the command runs: in its module's files, or in /tmp.
+func workDir(job *worker.Job) string {
+	if job.ModuleDir != "" {
+		return moduleDir
+	}
+	return "/tmp"
+}
+
 func (e *Executor) copyModule(ctx context.Context, id, dir string) error {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(files.Tar(dir, pw)) }()
-	if err := e.API.CopyToContainer(ctx, id, moduleDir, pr, container.CopyToContainerOptions{}); err != nil {
-		_ = pr.CloseWithError(err)
+	pr, tarred := tarStream(dir)
+	err := e.API.CopyToContainer(ctx, id, moduleDir, pr, container.CopyToContainerOptions{})
+	_ = pr.CloseWithError(err)
+	if terr := <-tarred; errors.Is(terr, files.ErrEscape) {
+		return permanent(fmt.Errorf("copy the module's files into the container: %w", terr))
+	}
+	if err != nil {
 		return fmt.Errorf("copy the module's files into the container: %w", err)
 	}
 	return nil
 }
 
+// tarStream packs dir into a pipe. Its reader's user closes it when done;
+// the channel then says how the packing ended. The engine's client wraps
+// an error of the stream it sends as a failure to connect, so whether the
+// module's files were at fault is told from the packing itself.
+func tarStream(dir string) (*io.PipeReader, <-chan error) {
+	pr, pw := io.Pipe()
+	tarred := make(chan error, 1)
+	go func() {
+		err := files.Tar(dir, pw)
+		pw.CloseWithError(err)
+		tarred <- err
+	}()
+	return pr, tarred
+}
+
 func (e *Executor) copyParams(ctx context.Context, id string, params map[string]any) error {
 	data, err := json.Marshal(params)
 	if err != nil {
-		return fmt.Errorf("encode parameters: %w", err)
+		return permanent(fmt.Errorf("encode parameters: %w", err))
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

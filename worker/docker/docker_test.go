@@ -54,7 +54,8 @@ func TestStdoutAndStderrApartAndInOrder(t *testing.T) {
 }
 
 // The defaults isolate: no root, no capabilities, no new privileges, no
-// network, a read-only root with a writable /tmp, no Docker socket.
+// network, a read-only root with a writable /tmp, no Docker socket. The
+// engine's init is PID 1.
 func TestIsolationByDefault(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -72,7 +73,7 @@ func TestIsolationByDefault(t *testing.T) {
 	want := map[string]string{
 		"uid": "65534", "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "NoNewPrivs": "1",
 		"ifaces": "lo", "rootfs": "readonly", "tmp": "writable", "sock": "absent",
-		"params": `{"word":"secretless"}`,
+		"params": `{"word":"secretless"}`, "pid1": "docker-init",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -130,7 +131,7 @@ func TestCancelAndTimeoutEndTheContainer(t *testing.T) {
 		hc.Privileged || !hc.ReadonlyRootfs || len(hc.CapDrop) != 1 || hc.CapDrop[0] != "ALL" ||
 		len(hc.SecurityOpt) != 1 || hc.SecurityOpt[0] != "no-new-privileges" || hc.NetworkMode != "none" ||
 		hc.Memory != int64(docker.Defaults.Memory) || hc.NanoCPUs != 1e9 || hc.PidsLimit == nil || *hc.PidsLimit != docker.Defaults.Pids ||
-		len(hc.Binds) != 0 || info.Config.User != docker.User {
+		len(hc.Binds) != 0 || info.Config.User != docker.User || hc.Init == nil || !*hc.Init {
 		t.Fatalf("container %s: user %q, host config %+v", info.Name, info.Config.User, hc)
 	}
 	began := time.Now()

@@ -1,7 +1,10 @@
 // Package process runs commands as plain processes on the worker's host. It
 // does not isolate them: it exists for development and for hosts without a
 // container engine. Each command runs in its own process group with a clean
-// environment, and the whole group is killed on cancel or timeout.
+// environment, under a supervisor (see supervise.go) that kills the
+// command's whole tree when the command ends, when it is stopped (SIGTERM to
+// its process group first, a grace period, then SIGKILL) and when the
+// worker dies.
 package process
 
 import (
@@ -73,9 +76,23 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	if err != nil {
 		return worker.Outcome{}, fmt.Errorf("cannot run %q: %w", argv[0], err)
 	}
+	// alive stays open in the worker for the life of the job; started
+	// carries the command's pid back (see supervise.go).
+	aliveR, aliveW, err := os.Pipe()
+	if err != nil {
+		return worker.Outcome{}, fmt.Errorf("make the supervisor's pipe: %w", err)
+	}
+	defer aliveW.Close()
+	startedR, startedW, err := os.Pipe()
+	if err != nil {
+		_ = aliveR.Close()
+		return worker.Outcome{}, fmt.Errorf("make the supervisor's pipe: %w", err)
+	}
+	defer startedR.Close()
 	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   argv,
+		// The supervisor is this very binary; see init in supervise.go.
+		Path:   "/proc/self/exe",
+		Args:   append([]string{superviseName, path}, argv...),
 		Dir:    workDir,
 		Stdout: job.Stdout,
 		Stderr: job.Stderr,
@@ -86,24 +103,40 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 			"LANG=C.UTF-8",
 			"WINCH_PARAMS_FILE=" + paramsFile,
 		}, job.Env...),
-		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid: true,
-			// If the worker dies, so does the command, rather than running
-			// on unobserved while another worker retries it.
-			Pdeathsig: syscall.SIGKILL,
-		},
+		ExtraFiles: []*os.File{aliveR, startedW}, // fds 3 and 4
+		// Out of the worker's process group, so that a terminal's ^C
+		// reaches the worker, which stops its jobs, and not the jobs.
+		// No Pdeathsig: the alive pipe tells the supervisor of the worker's
+		// death (of any kind, where a parent-death signal is tied to the
+		// forking thread), and a SIGKILL would not let it kill the tree.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 		// Output copying stops this long after the process exits, even if
-		// a background child still holds the pipes.
+		// something still holds the pipes.
 		WaitDelay: grace,
 	}
 	if err := job.Starting(); err != nil {
+		_, _ = aliveR.Close(), startedW.Close()
 		return worker.Outcome{}, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_, _ = aliveR.Close(), startedW.Close()
+	if err != nil {
 		return worker.Outcome{}, fmt.Errorf("cannot start %q: %w", argv[0], err)
 	}
-	pgid := cmd.Process.Pid
-	job.Started(worker.StartInfo{Executor: Name, PID: pgid})
+	// The supervisor closes its end once the command has started or failed
+	// to.
+	msg, _ := io.ReadAll(startedR)
+	pid, err := startedMessage(msg)
+	if err != nil {
+		if werr := cmd.Wait(); len(msg) == 0 && werr != nil {
+			err = fmt.Errorf("%w (%v)", err, werr)
+		}
+		if errno, ok := err.(syscall.Errno); ok {
+			err = &os.PathError{Op: "fork/exec", Path: path, Err: errno} // as os/exec reports it
+		}
+		return worker.Outcome{}, fmt.Errorf("cannot start %q: %w", argv[0], err)
+	}
+	job.Started(worker.StartInfo{Executor: Name, PID: pid})
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -111,16 +144,21 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	select {
 	case waitErr = <-done:
 	case <-ctx.Done():
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		// The supervisor passes SIGTERM on to the command's process group.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case waitErr = <-done:
 		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			// EOF on the alive pipe: the supervisor kills the whole tree.
+			_ = aliveW.Close()
 			waitErr = <-done
 		}
 	}
-	// Leave nothing of the job behind: background children die with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	// The supervisor leaves nothing of the job behind when it exits. If it
+	// was killed instead, at least the command's group goes.
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
 	return outcome(waitErr)
 }
 

@@ -19,7 +19,12 @@ import (
 	"github.com/winchhq/winch/worker/process"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeWorkerEnv) != "" {
+		os.Exit(fakeWorker())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // buffer is a concurrency-safe output sink.
 type buffer struct {

@@ -1,0 +1,211 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/schema"
+)
+
+// Publisher writes events to the events stream; only workers use it. Each
+// event's Nats-Msg-Id is its identity (schema.Event.MsgID), so an event
+// published again (a retry, a redelivered request that finds its job over)
+// is stored once.
+type Publisher struct {
+	js  jetstream.JetStream
+	log *slog.Logger
+}
+
+// NewPublisher publishes with js.
+func NewPublisher(js jetstream.JetStream, log *slog.Logger) *Publisher {
+	return &Publisher{js: js, log: log}
+}
+
+func encode(ev schema.Event) (*nats.Msg, error) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event of %s: %w", ev.Kind, ev.JobID, err)
+	}
+	return &nats.Msg{Subject: broker.EventSubject(ev.JobID, string(ev.Kind)), Data: data,
+		Header: map[string][]string{jetstream.MsgIDHeader: {ev.MsgID()}, jetstream.ExpectedStreamHeader: {broker.EventsStream}}}, nil
+}
+
+// Publish writes one event and waits for the stream to have it, retrying
+// briefly: events are the audit trail.
+func (p *Publisher) Publish(ctx context.Context, ev schema.Event) error {
+	msg, err := encode(ev)
+	if err != nil {
+		return err
+	}
+	return p.publishSync(ctx, msg)
+}
+
+func (p *Publisher) publishSync(ctx context.Context, msg *nats.Msg) error {
+	var err error
+	for try := 1; ; try++ {
+		if _, err = p.js.PublishMsg(ctx, msg); err == nil {
+			return nil
+		}
+		if try == 5 {
+			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// Attempt numbers and sends the events of one attempt. Emit does not wait
+// for each acknowledgement (the order is kept by seq, and by the one
+// connection they go out on); Flush waits for all of them, and the worker
+// calls it before it acknowledges the request, so that a request is never
+// acknowledged while an event of its job may still be lost.
+type Attempt struct {
+	p       *Publisher
+	job     string
+	attempt int
+	worker  string
+
+	mu      sync.Mutex
+	seq     int
+	pending []pendingEvent
+	failed  error // an event that could not be published, for Flush to report
+}
+
+type pendingEvent struct {
+	msg    *nats.Msg
+	future jetstream.PubAckFuture // nil: publish it again in Flush
+}
+
+// Attempt starts numbering the events of attempt of job, written by worker.
+func (p *Publisher) Attempt(job string, attempt int, worker string) *Attempt {
+	return &Attempt{p: p, job: job, attempt: attempt, worker: worker}
+}
+
+// NextSeq reserves the next sequence number, for an event whose content
+// depends on it (the final event, whose seq the state records).
+func (a *Attempt) NextSeq() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seq++
+	return a.seq
+}
+
+// Emit numbers ev (unless it carries a reserved Seq) and sends it.
+func (a *Attempt) Emit(ev schema.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ev.JobID, ev.Attempt, ev.Worker = a.job, a.attempt, a.worker
+	if ev.Seq == 0 {
+		a.seq++
+		ev.Seq = a.seq
+	}
+	msg, err := encode(ev)
+	if err != nil {
+		a.p.log.Error("event dropped", "job", a.job, "err", err)
+		return
+	}
+	// Settled acknowledgements are forgotten as we go, so that a long run
+	// with much output holds only the unacknowledged ones.
+	kept := a.pending[:0]
+	for _, pe := range a.pending {
+		if pe.future != nil {
+			switch err := settled(pe.future); {
+			case err == nil:
+				continue
+			case err != errPending:
+				pe.future = nil // failed: Flush publishes it again
+			}
+		}
+		kept = append(kept, pe)
+	}
+	a.pending = kept
+	// Back-pressure: a command that writes faster than the stream takes
+	// its output waits here, rather than the worker holding its output.
+	for len(a.pending) >= maxUnacked {
+		a.settleOldest()
+	}
+	f, err := a.p.js.PublishMsgAsync(msg)
+	if err != nil {
+		f = nil
+	}
+	a.pending = append(a.pending, pendingEvent{msg: msg, future: f})
+}
+
+// maxUnacked bounds the events of an attempt in flight: at most this many
+// log batches (64 KiB each by default) are held while the stream catches up.
+const maxUnacked = 16
+
+// settleOldest waits for the oldest event in flight, publishing it again
+// if it failed. a.mu is held.
+func (a *Attempt) settleOldest() {
+	pe := a.pending[0]
+	a.pending = a.pending[1:]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if pe.future != nil {
+		select {
+		case <-pe.future.Ok():
+			return
+		case <-pe.future.Err():
+		case <-ctx.Done():
+		}
+	}
+	if err := a.p.publishSync(ctx, pe.msg); err != nil {
+		a.failed = fmt.Errorf("event lost: %w", err)
+		a.p.log.Error("event lost", "job", a.job, "err", err)
+	}
+}
+
+// settled returns nil if f was acknowledged, errPending if not yet, or the
+// publish error.
+func settled(f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	default:
+		return errPending
+	}
+}
+
+var errPending = errors.New("pending")
+
+// Flush waits until the stream has every event emitted so far, publishing
+// again (synchronously, with retries) any that failed.
+func (a *Attempt) Flush(ctx context.Context) error {
+	a.mu.Lock()
+	pending := a.pending
+	a.pending = nil
+	firstErr := a.failed
+	a.mu.Unlock()
+	for _, pe := range pending {
+		if pe.future != nil {
+			select {
+			case <-pe.future.Ok():
+				continue
+			case <-pe.future.Err():
+			case <-ctx.Done():
+			}
+		}
+		if err := a.p.publishSync(ctx, pe.msg); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}

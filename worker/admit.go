@@ -1,0 +1,114 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/schema"
+)
+
+// admission is a request that may run: decoded, from whom its subject
+// says, for a command that exists, allowed, with valid parameters.
+type admission struct {
+	req    schema.Request
+	cmd    modules.Command
+	params map[string]any // validated and normalized
+	masked map[string]any // the same, secrets masked
+}
+
+// rejection is a request that can never run, with what may be recorded of it.
+type rejection struct {
+	id        string
+	req       schema.Request // Params masked, or nil when which are secret is unknown
+	principal string         // who published it: the subject's
+	reason    error
+}
+
+func (r *rejection) Error() string { return r.reason.Error() }
+
+// errRetryLater: the request may run, but not now (its module could not be
+// fetched); it is delivered again.
+var errRetryLater = errors.New("retry later")
+
+// admit decides whether a delivered request may run. It returns a
+// *rejection for one that never can, errRetryLater (wrapped) for one that
+// may later, and the admission otherwise. Who may run a command is checked
+// before anything else about the request is looked at.
+func (w *Worker) admit(d delivery, subject string, data []byte, fallbackID string, lastTry bool) (admission, error) {
+	parts, subjectOK := broker.ParseJobSubject(subject)
+	req, err := schema.DecodeRequest(data)
+	if err != nil {
+		id := fallbackID
+		if subjectOK && schema.ValidJobID(parts.Job) {
+			id = parts.Job
+		}
+		return admission{}, &rejection{id: id, principal: parts.Principal, reason: err}
+	}
+	if !subjectOK || parts.Principal != req.Principal || parts.Job != req.ID {
+		req.Params = nil
+		return admission{}, &rejection{id: req.ID, req: req, principal: parts.Principal, reason: fmt.Errorf(
+			"the request says job %q from principal %q, but was published on %s, which names job %q from %q: the subject names who published it",
+			req.ID, req.Principal, subject, parts.Job, parts.Principal)}
+	}
+	cmd, err := w.resolve(d, req)
+	switch {
+	case errors.Is(err, modules.ErrUnknownCommand), err != nil && lastTry:
+		req.Params = nil // which of them are secret is not known: keep none
+		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: err}
+	case err != nil:
+		return admission{}, fmt.Errorf("%w: %w", errRetryLater, err)
+	}
+	if err := w.cfg.Roles.Check(req.Principal, req.Command, cmd.Spec.Roles); err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
+		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: err}
+	}
+	params, err := cmd.Spec.ValidateParams(req.Params)
+	if err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
+		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal,
+			reason: fmt.Errorf("invalid parameters for %s: %w", req.Command, err)}
+	}
+	return admission{req: req, cmd: cmd, params: params, masked: cmd.Spec.MaskParams(params)}, nil
+}
+
+// resolveTimeout bounds finding a command, which may mean fetching its
+// module's repository.
+const resolveTimeout = 5 * time.Minute
+
+// resolve finds the request's command, keeping the request from being
+// redelivered while a module is fetched.
+func (w *Worker) resolve(d delivery, req schema.Request) (modules.Command, error) {
+	ctx, cancel := context.WithTimeout(w.jobsCtx, resolveTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(w.topo.HeartbeatInterval())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = d.InProgress()
+			}
+		}
+	}()
+	return w.cfg.Catalog.Resolve(ctx, req.Command, req.ModuleCommit)
+}
+
+// rejectedID names the job of a request that could not be decoded: its
+// Nats-Msg-Id if that is a valid ID, else its stream sequence.
+func rejectedID(msg jetstream.Msg, meta *jetstream.MsgMetadata) string {
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); schema.ValidJobID(id) {
+		return id
+	}
+	return "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+}

@@ -99,7 +99,7 @@ func winchServer(b *testing.B) (*nats.Conn, jetstream.JetStream) {
 	nc := server(b)
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = broker.Ensure(context.Background(), js, broker.Topology{})
+		_, err = broker.Ensure(context.Background(), js, broker.Topology{})
 	}
 	if err != nil {
 		b.Fatal(err)

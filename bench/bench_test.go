@@ -4,11 +4,11 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -21,9 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/testenv"
-	"github.com/winchhq/winch/modules"
-	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
 	"github.com/winchhq/winch/worker/docker"
@@ -31,11 +30,14 @@ import (
 )
 
 // server starts an embedded NATS server for one benchmark, on disk as winch
-// dev runs it.
-func server(b *testing.B) *nats.Conn {
+// dev runs it, or with the nats-server configuration conf, if given.
+func server(b *testing.B, conf ...string) *nats.Conn {
 	b.Helper()
 	dir := b.TempDir()
 	srv, err := testenv.StartNATS(dir)
+	if len(conf) > 0 {
+		srv, err = startConfigured(dir, conf[0])
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,6 +48,19 @@ func server(b *testing.B) *nats.Conn {
 	}
 	b.Cleanup(nc.Close)
 	return nc
+}
+
+// startConfigured starts a server with winch's defaults and conf.
+func startConfigured(dir, conf string) (*broker.Server, error) {
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	srv, err := broker.NewServer(broker.ServerConfig{ConfigFile: path, DataDir: filepath.Join(dir, "data"), ListenURL: "nats://127.0.0.1:0", Name: "winch-bench", NoMonitoring: true})
+	if err != nil {
+		return nil, err
+	}
+	return srv, srv.Start(context.Background())
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -63,12 +78,17 @@ func reportLatency(b *testing.B, name string, lat []time.Duration) {
 
 // BenchmarkRawJetStream is the floor: publish a request-sized message to a
 // work-queue stream and take it with a pull consumer, with explicit acks,
-// on the same embedded server, one at a time and in a stream.
+// on the same embedded server, one at a time and in a stream (and in a
+// stream with every write synced, as nats.conf has it).
 func BenchmarkRawJetStream(b *testing.B) {
 	payload := []byte(`{"version":1,"id":"06h28epmilf65fc1q5igsc3mkc","command":"core.true","queue":"default","principal":"bench","created_at":"2026-11-28T22:16:30.101Z"}`)
-	for _, mode := range []string{"sequential", "pipelined"} {
+	for _, mode := range []string{"sequential", "pipelined", "pipelined-fsync"} {
 		b.Run(mode, func(b *testing.B) {
-			nc := server(b)
+			var conf []string
+			if mode == "pipelined-fsync" {
+				conf = append(conf, syncAlways)
+			}
+			nc := server(b, conf...)
 			ctx := context.Background()
 			js, _ := jetstream.New(nc)
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"},
@@ -99,6 +119,7 @@ func BenchmarkRawJetStream(b *testing.B) {
 			}
 			defer cc.Stop()
 			b.ResetTimer()
+			cpu := cpuTime()
 			for i := range b.N {
 				mu.Lock()
 				sent[i] = time.Now()
@@ -123,6 +144,7 @@ func BenchmarkRawJetStream(b *testing.B) {
 			<-done
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric((cpuTime()-cpu).Seconds()*1000/float64(b.N), "cpu-ms/msg")
 			reportLatency(b, "publish-to-consume", lat)
 		})
 	}
@@ -150,72 +172,7 @@ func BenchmarkNoopJobDocker(b *testing.B) {
 }
 
 func noopJobs(b *testing.B, mode string, exec worker.Executor) {
-	nc := server(b)
-	ctx := context.Background()
-	catalog, _ := modules.NewCatalog(modules.Core())
-	w, err := worker.New(nc, worker.Config{ID: "bench", Concurrency: 8, Catalog: catalog, Executor: exec})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = w.Stop(ctx) }()
-	client, err := producer.New(ctx, nc, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	var mu sync.Mutex
-	created := map[string]time.Time{}
-	var startLat, endLat []time.Duration
-	finished := make(chan struct{}, b.N)
-	sub, err := nc.Subscribe("winch.events.*.*", func(m *nats.Msg) {
-		var ev schema.Event
-		if json.Unmarshal(m.Data, &ev) != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev.Kind {
-		case schema.KindStarted:
-			startLat = append(startLat, ev.Time.Sub(created[ev.JobID]))
-		case schema.KindFinished:
-			endLat = append(endLat, time.Since(created[ev.JobID]))
-			if ev.State != schema.StateSucceeded {
-				fmt.Fprintln(os.Stderr, "job failed:", ev.Error)
-			}
-			finished <- struct{}{}
-		}
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-
-	b.ResetTimer()
-	for range b.N {
-		id := schema.NewJobID()
-		now := time.Now()
-		mu.Lock()
-		created[id] = now
-		mu.Unlock()
-		if _, err := client.Submit(ctx, schema.Request{ID: id, Command: "core.true", Principal: "bench", CreatedAt: now}); err != nil {
-			b.Fatal(err)
-		}
-		if mode == "sequential" {
-			<-finished
-		}
-	}
-	if mode == "pipelined" {
-		for range b.N {
-			<-finished
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-	reportLatency(b, "enqueue-to-start", startLat)
-	reportLatency(b, "enqueue-to-finish", endLat)
+	measureJobs(b, startStack(b, exec, 8, broker.Topology{}), mode)
 }
 
 // BenchmarkExecTrue is the executor's floor: os/exec running `true`, as the

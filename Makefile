@@ -9,8 +9,11 @@ PKGS    := ./...
 
 .PHONY: build images services clickhouse run test lint bench fuzz chaos clean
 
+# bin/winch and, beside it, bin/winch-supervise: the process executor's
+# per-job supervisor, a small binary that starts fast (worker/process).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/winch
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(dir $(BIN))winch-supervise ./cmd/winch-supervise
 
 # The images winch needs, from local files only (no registry is reachable or
 # needed): winch-toolbox, where the core commands run (Debian's static

@@ -83,7 +83,9 @@ type Attempt struct {
 	mu      sync.Mutex
 	seq     int
 	pending []pendingEvent
-	failed  error // an event that could not be published, for Flush to report
+	// pendingBytes is the size of the events in pending.
+	pendingBytes int
+	failed       error // an event that could not be published, for Flush to report
 }
 
 type pendingEvent struct {
@@ -126,6 +128,7 @@ func (a *Attempt) Emit(ev schema.Event) {
 		if pe.future != nil {
 			switch err := settled(pe.future); {
 			case err == nil:
+				a.pendingBytes -= len(pe.msg.Data)
 				continue
 			case err != errPending:
 				pe.future = nil // failed: Flush publishes it again
@@ -133,10 +136,11 @@ func (a *Attempt) Emit(ev schema.Event) {
 		}
 		kept = append(kept, pe)
 	}
+	clear(a.pending[len(kept):]) // let the settled messages go
 	a.pending = kept
 	// Back-pressure: a command that writes faster than the stream takes
 	// its output waits here, rather than the worker holding its output.
-	for len(a.pending) >= maxUnacked {
+	for len(a.pending) >= maxUnacked || (len(a.pending) > 0 && a.pendingBytes+len(msg.Data) > maxUnackedBytes) {
 		a.settleOldest()
 	}
 	f, err := a.p.js.PublishMsgAsync(msg)
@@ -144,17 +148,24 @@ func (a *Attempt) Emit(ev schema.Event) {
 		f = nil
 	}
 	a.pending = append(a.pending, pendingEvent{msg: msg, future: f})
+	a.pendingBytes += len(msg.Data)
 }
 
-// maxUnacked bounds the events of an attempt in flight: at most this many
-// log batches (64 KiB each by default) are held while the stream catches up.
-const maxUnacked = 16
+// maxUnacked and maxUnackedBytes bound the events of an attempt in flight:
+// what is held while the stream catches up is a few log batches (64 KiB each
+// by default), not the command's output.
+const (
+	maxUnacked      = 64
+	maxUnackedBytes = 128 << 10
+)
 
 // settleOldest waits for the oldest event in flight, publishing it again
 // if it failed. a.mu is held.
 func (a *Attempt) settleOldest() {
 	pe := a.pending[0]
+	a.pending[0] = pendingEvent{}
 	a.pending = a.pending[1:]
+	a.pendingBytes -= len(pe.msg.Data)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if pe.future != nil {
@@ -191,7 +202,7 @@ var errPending = errors.New("pending")
 func (a *Attempt) Flush(ctx context.Context) error {
 	a.mu.Lock()
 	pending := a.pending
-	a.pending = nil
+	a.pending, a.pendingBytes = nil, 0
 	firstErr := a.failed
 	a.mu.Unlock()
 	for _, pe := range pending {

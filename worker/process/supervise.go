@@ -5,253 +5,51 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/winchhq/winch/worker/process/supervisor"
 )
 
-// A job's command does not run as the worker's child but under a supervisor:
-// this same binary, re-executed with argv[0] superviseName, that is the child
-// subreaper of the command's tree. The protocol between the two:
-//
-//	argv:  superviseName, the command's path, the command's argv...
-//	fd 3:  read end of the "alive" pipe. The worker holds the write end for
-//	       the life of the job and never writes to it; EOF means the worker
-//	       has died or gives up on the command: the supervisor SIGKILLs the
-//	       whole tree and exits.
-//	fd 4:  write end of the "started" pipe: the supervisor writes the
-//	       command's pid, or "!" and the errno of a failed exec, then closes
-//	       it.
-//	SIGTERM to the supervisor: forwarded to the command's process group.
-//	exit:  once the command has exited and the rest of the tree is killed
-//	       and reaped: the command's exit code, or 128+N if signal N killed
-//	       it (as a shell reports it, and as the executor reports it).
-//
-// The environment, working directory and fds 0-2 are the command's; the
-// supervisor passes them on untouched.
-const (
-	superviseName = "winch-supervise"
-	aliveFD       = 3
-	startedFD     = 4
-)
-
-// init turns the process into a supervisor when it was started as one. It
-// is an init function, rather than a hook in main or TestMain, so that any
-// binary that links this package (the winch CLI, every test binary) can
-// supervise its own jobs' commands, with no help from its main package.
+// init turns the process into a supervisor when it was started as one: the
+// fallback when there is no dedicated winch-supervise binary (see the
+// package comment). It is an init function, rather than a hook in main or
+// TestMain, so that any binary that links this package (the winch CLI, every
+// test binary) can supervise its own jobs' commands, with no help from its
+// main package.
 func init() {
-	if len(os.Args) > 0 && os.Args[0] == superviseName {
-		os.Exit(supervise(os.Args[1:]))
+	if len(os.Args) > 0 && os.Args[0] == supervisor.Marker {
+		os.Exit(supervisor.Main(os.Args[1:]))
 	}
 }
 
-// superviseFailed is the supervisor's exit code when it could not run the
-// command at all.
-const superviseFailed = 127
+// selfExe re-executes the running binary as the supervisor.
+const selfExe = "/proc/self/exe"
 
-func supervise(args []string) int {
-	if len(args) < 2 {
-		fmt.Fprintln(os.Stderr, "winch: the supervisor was started without a command")
-		return superviseFailed
+// supervisorPath picks the supervisor's binary: the configured one, else
+// winch-supervise beside exe (the running binary; "" if unknown), else
+// selfExe.
+func supervisorPath(configured, exe string) string {
+	if configured != "" {
+		return configured
 	}
-	path, argv := args[0], args[1:]
-	// Neither pipe is for the command.
-	syscall.CloseOnExec(aliveFD)
-	syscall.CloseOnExec(startedFD)
-	started := os.NewFile(startedFD, "winch-started")
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(os.Stderr, "winch: supervisor: "+format+"\n", a...)
-		return superviseFailed
+	if exe != "" {
+		p := filepath.Join(filepath.Dir(exe), supervisor.Marker)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fail("become a subreaper: %v", err)
-	}
-	// Catch rather than ignore: caught signals are reset for the command
-	// when it execs, ignored ones would be ignored by it too. Only SIGTERM
-	// means something (stop gracefully); the others must not kill the
-	// supervisor without its killing the tree.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGCHLD, syscall.SIGINT, syscall.SIGHUP,
-		syscall.SIGQUIT, syscall.SIGPIPE, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM)
+	return selfExe
+}
 
-	// The worker may have died before we got here: start nothing.
-	if workerGone(aliveFD) {
-		return superviseFailed
-	}
-	gone := make(chan struct{})
-	go watchWorker(os.NewFile(aliveFD, "winch-alive"), gone)
-
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{0, 1, 2},
-		Sys: &syscall.SysProcAttr{
-			Setpgid: true,
-			// Should the supervisor itself be SIGKILLed, at least the
-			// command dies with it. (The supervisor does not lock OS
-			// threads, so its forking thread lives as long as it does.)
-			Pdeathsig: syscall.SIGKILL,
-		},
+// supervisorBinary resolves the supervisor's binary once per Executor.
+func (e *Executor) supervisorBinary() string {
+	e.once.Do(func() {
+		exe, _ := os.Executable()
+		e.supervisor = supervisorPath(e.Supervisor, exe)
 	})
-	if err != nil {
-		errno, ok := err.(syscall.Errno)
-		if !ok {
-			errno = syscall.EINVAL
-		}
-		_, _ = started.WriteString("!" + strconv.Itoa(int(errno)))
-		_ = started.Close()
-		return superviseFailed
-	}
-	_, _ = started.WriteString(strconv.Itoa(pid))
-	_ = started.Close()
-
-	t := &tree{self: os.Getpid(), cmd: pid}
-	for !t.cmdDone {
-		select {
-		case <-gone:
-			t.kill()
-			return t.code
-		case sig := <-sigs:
-			if sig == syscall.SIGTERM {
-				_ = syscall.Kill(-pid, syscall.SIGTERM)
-			}
-		}
-		// Reap on any signal: SIGCHLDs are coalesced, and may be lost
-		// behind others.
-		t.reap()
-	}
-	// The command has ended: nothing of the job outlives it.
-	t.kill()
-	return t.code
-}
-
-// workerGone polls the alive pipe without blocking.
-func workerGone(fd int) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		_, err := unix.Poll(fds, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		return err != nil || fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-	}
-}
-
-// watchWorker closes gone when the alive pipe reaches EOF (or fails).
-func watchWorker(alive *os.File, gone chan<- struct{}) {
-	defer close(gone)
-	buf := make([]byte, 64)
-	for {
-		if _, err := alive.Read(buf); err != nil {
-			return
-		}
-	}
-}
-
-// tree is the supervisor's view of the command's process tree.
-type tree struct {
-	self, cmd int
-	cmdDone   bool
-	code      int // the command's exit code, once cmdDone
-}
-
-// reap collects every exited child without blocking. As a subreaper, the
-// supervisor inherits the tree's orphans, and must reap them too.
-func (t *tree) reap() (more bool) {
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err != nil: // ECHILD: no children left
-			return false
-		case pid == 0: // children left, none exited
-			return true
-		case pid == t.cmd:
-			t.cmdDone = true
-			if ws.Signaled() {
-				t.code = 128 + int(ws.Signal())
-			} else {
-				t.code = ws.ExitStatus()
-			}
-		}
-	}
-}
-
-// kill SIGKILLs the command's process group and every descendant of the
-// supervisor, over and over, until it has no child left. Whatever a killed
-// process forked in the meantime is orphaned to the supervisor, so no
-// child left means no descendant left, whatever session or process group it
-// moved to.
-//
-// Pids are read from /proc and then signalled, so one could in principle
-// have been reused in between; the kernel allocates pids cyclically, so that
-// would take the whole pid space to wrap around in that instant.
-func (t *tree) kill() {
-	_ = syscall.Kill(-t.cmd, syscall.SIGKILL)
-	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
-		for _, pid := range descendants(t.self) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if !t.reap() {
-			break
-		}
-		time.Sleep(delay)
-	}
-	if !t.cmdDone { // reaped by someone else? Should not happen.
-		t.code = 128 + int(syscall.SIGKILL)
-	}
-}
-
-// descendants lists the live descendants of pid, from /proc.
-func descendants(pid int) []int {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil
-	}
-	names, _ := d.Readdirnames(-1)
-	_ = d.Close()
-	children := map[int][]int{}
-	for _, name := range names {
-		p, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		if ppid, ok := parentOf(name); ok {
-			children[ppid] = append(children[ppid], p)
-		}
-	}
-	var all []int
-	for next := []int{pid}; len(next) > 0; {
-		p := next[0]
-		next = next[1:]
-		all = append(all, children[p]...)
-		next = append(next, children[p]...)
-	}
-	return all
-}
-
-// parentOf reads a process's parent from /proc/<pid>/stat, skipping zombies
-// and dead processes (they need reaping, not killing).
-func parentOf(pid string) (int, bool) {
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 2 || f[0][0] == 'Z' || f[0][0] == 'X' {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	return ppid, err == nil
+	return e.supervisor
 }
 
 // startedMessage decodes what the supervisor wrote to the started pipe: the

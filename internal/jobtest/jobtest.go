@@ -269,24 +269,7 @@ const childEnv = "WINCH_TEST_CHILD_WORKER"
 // id; the package's TestMain must call ChildMain. extraEnv reaches it.
 func (e *Env) StartChild(id string, extraEnv ...string) *Child {
 	e.T.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "WINCH_NATS_URL="+e.URL, "WINCH_WORKER_ID="+id, "WINCH_QUEUES="+e.Queue)
-	cmd.Env = append(cmd.Env, extraEnv...)
-	cmd.Stderr = e.T.Output()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		e.T.Fatal(err)
-	}
-	c := &Child{cmd: cmd}
-	e.T.Cleanup(c.Kill)
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		e.T.Fatalf("child worker did not start: %q %v", line, err)
-	}
-	return c
+	return e.StartChildTo(id, e.T.Output(), extraEnv...)
 }
 
 // Environment variables that StartChildTo's extraEnv may set.

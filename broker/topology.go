@@ -17,8 +17,8 @@ import (
 // value, through WithDefaults, is what production uses.
 type Topology struct {
 	// AckWait is how long a worker may go silent on a job before the broker
-	// hands the job to another worker. Workers send in-progress acks and
-	// heartbeats at a third of it while a job runs.
+	// hands the job to another worker (the lease). Workers beat their
+	// session, and send in-progress acks for running jobs, at a third of it.
 	AckWait time.Duration
 	// MaxDeliver bounds deliveries of one request; after the last, the job
 	// is dead.
@@ -60,8 +60,8 @@ func (t Topology) WithDefaults() Topology {
 	return t
 }
 
-// Lease is how old a running job's heartbeat may be before its worker is
-// taken for lost.
+// Lease is how old a worker session's last beat may be before the worker
+// is taken for lost, with the jobs it holds.
 func (t Topology) Lease() time.Duration { return t.WithDefaults().AckWait }
 
 // HeartbeatInterval is how often a worker proves it still holds a job.

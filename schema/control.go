@@ -3,8 +3,12 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Action is what a control request asks a worker to do to a job.
@@ -74,10 +78,29 @@ func (c ControlRequest) Validate() error {
 	return nil
 }
 
-// DecodeControlRequest decodes and validates a control request strictly: an
-// unknown field is an error.
+// controlFields are the field names of a control request document.
+var controlFields = []string{"version", "id", "action", "job_id", "principal", "created_at"}
+
+// DecodeControlRequest decodes and validates a control request as strictly
+// as control.schema.json: names match exactly (encoding/json alone would
+// take "Action" for action), each once, none null, nothing unknown.
 func DecodeControlRequest(data []byte) (ControlRequest, error) {
 	var c ControlRequest
+	if len(data) > MaxRequestBytes || !utf8.Valid(data) {
+		return ControlRequest{}, errors.New("decode control request: not a UTF-8 JSON document of at most 256 KiB")
+	}
+	err := eachMember(json.NewDecoder(bytes.NewReader(data)), "field", func(name string, raw []byte) error {
+		switch {
+		case !slices.Contains(controlFields, name):
+			return fmt.Errorf("unknown field %q (the fields are %s)", name, strings.Join(controlFields, ", "))
+		case jsonKind(raw) == "null":
+			return fmt.Errorf("field %q is null (leave out a field that has no value)", name)
+		}
+		return nil
+	})
+	if err != nil {
+		return ControlRequest{}, fmt.Errorf("decode control request: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

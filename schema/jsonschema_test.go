@@ -80,6 +80,7 @@ func TestJSONSchemaMatchesGoTypes(t *testing.T) {
 	}{
 		{"request.schema.json", schema.RequestJSONSchema, reflect.TypeFor[schema.Request]()},
 		{"event.schema.json", schema.EventJSONSchema, reflect.TypeFor[schema.Event]()},
+		{"control.schema.json", schema.ControlJSONSchema, reflect.TypeFor[schema.ControlRequest]()},
 	} {
 		if got, want := schemaFields(t, tt.data), jsonFields(tt.typ); !slices.Equal(got, want) {
 			t.Errorf("%s has properties %v; the Go type has %v", tt.name, got, want)
@@ -152,6 +153,32 @@ func TestEventJSONSchema(t *testing.T) {
 	bad := []byte(`{"job_id":"j1","attempt":1,"seq":1,"time":"2026-01-01T00:00:00Z","kind":"exploded"}`)
 	if err := s.Validate(instance(t, bad)); err == nil {
 		t.Error("schema accepts an unknown kind")
+	}
+}
+
+// A control request is decoded exactly as its schema says: what one
+// accepts the other accepts.
+func TestControlJSONSchema(t *testing.T) {
+	t.Parallel()
+	s := compile(t, "control.schema.json", schema.ControlJSONSchema)
+	good := encode(t, schema.ControlRequest{Version: 1, ID: "c1", Action: schema.ActionCancel, JobID: "j1", Principal: "alice", CreatedAt: time.Now()})
+	for _, tt := range []struct {
+		name string
+		data []byte
+		ok   bool
+	}{
+		{"from Go", good, true},
+		{"unknown action", []byte(`{"version":1,"id":"c1","action":"pause","job_id":"j1","principal":"alice","created_at":"2026-01-01T00:00:00Z"}`), false},
+		{"unknown field", []byte(`{"version":1,"id":"c1","action":"cancel","job_id":"j1","principal":"alice","created_at":"2026-01-01T00:00:00Z","force":true}`), false},
+		{"bad job", []byte(`{"version":1,"id":"c1","action":"cancel","job_id":"../x","principal":"alice","created_at":"2026-01-01T00:00:00Z"}`), false},
+		{"no principal", []byte(`{"version":1,"id":"c1","action":"cancel","job_id":"j1","created_at":"2026-01-01T00:00:00Z"}`), false},
+		{"another case", []byte(`{"version":1,"id":"c1","Action":"cancel","job_id":"j1","principal":"alice","created_at":"2026-01-01T00:00:00Z"}`), false},
+	} {
+		schemaErr := s.Validate(instance(t, tt.data))
+		_, decodeErr := schema.DecodeControlRequest(tt.data)
+		if (schemaErr == nil) != tt.ok || (decodeErr == nil) != tt.ok {
+			t.Errorf("%s: schema says %v, DecodeControlRequest says %v; want ok=%v", tt.name, schemaErr, decodeErr, tt.ok)
+		}
 	}
 }
 

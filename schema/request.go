@@ -23,7 +23,7 @@ const DefaultQueue = "default"
 const MaxRequestBytes = 256 << 10
 
 // Request asks for one command to run. Clients publish it, JSON encoded, on
-// winch.jobs.<queue>.<principal> with the ID as the Nats-Msg-Id header.
+// winch.jobs.<queue>.<id>.<principal> with the ID as the Nats-Msg-Id header.
 type Request struct {
 	// Version is the schema version of this document (Version).
 	Version int `json:"version"`

@@ -17,7 +17,9 @@ func (w *Worker) reapLoop(r Reapable) {
 	t := time.NewTicker(w.cfg.ReapInterval)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(w.fetchCtx, w.cfg.ReapInterval)
+		// A pass may take longer than the interval (stopping a container
+		// waits out its kill grace); the next one starts when it is done.
+		ctx, cancel := context.WithTimeout(w.fetchCtx, max(w.cfg.ReapInterval, settleTimeout))
 		if err := w.reap(ctx, r); err != nil && w.fetchCtx.Err() == nil {
 			w.log.Warn("reap leftovers", "err", err)
 		}
@@ -55,24 +57,43 @@ func (w *Worker) reap(ctx context.Context, r Reapable) error {
 				continue // its worker is alive and runs it
 			}
 		}
-		if err := r.Remove(ctx, l); err != nil {
+		if err := w.reapOne(ctx, r, l, entry, holder); err != nil {
 			return err
 		}
-		w.log.Warn("reaped a leftover of a lost worker", "job", l.JobID, "attempt", l.Attempt, "lost_worker", l.Worker, "leftover", l.ID)
-		w.publish(ctx, schema.Event{JobID: l.JobID, Attempt: l.Attempt, Seq: jobs.ReapedSeq, Kind: schema.KindReaped,
-			Worker: w.cfg.ID, Error: fmt.Sprintf("%s of worker %s stopped and removed: no live worker held it", l.ID, l.Worker)})
-		if holder && l.Started && !st.Retry {
-			// The command ran and is gone now: the job cannot finish.
-			lost, err := w.store.Update(ctx, l.JobID, &entry, func(cur jobs.Entry) (schema.JobState, bool, error) {
-				if !jobs.Holds(cur.State, st.Session, st.Attempt) {
-					return cur.State, false, nil
-				}
-				return jobs.Lose(cur.State, time.Now().UTC()), true, nil
-			})
-			if err == nil && lost.State.Reason == schema.ReasonWorkerLost {
-				w.publish(ctx, lost.State.FinalEvent())
-			}
+	}
+	return nil
+}
+
+// reapOne removes one leftover and records what it means for its job. Once
+// the removal has begun, the record is made even if the pass's context ends:
+// a reaped command that may not run twice must end its job.
+func (w *Worker) reapOne(ctx context.Context, r Reapable, l Leftover, entry jobs.Entry, holder bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := r.Remove(ctx, l); err != nil {
+		return err
+	}
+	w.log.Warn("reaped a leftover of a lost worker", "job", l.JobID, "attempt", l.Attempt, "lost_worker", l.Worker, "leftover", l.ID)
+	w.publish(ctx, schema.Event{JobID: l.JobID, Attempt: l.Attempt, Seq: jobs.ReapedSeq, Kind: schema.KindReaped,
+		Worker: w.cfg.ID, Error: fmt.Sprintf("%s of worker %s stopped and removed: no live worker held it", l.ID, l.Worker)})
+	st := entry.State
+	if !holder || !l.Started || st.Retry {
+		return nil
+	}
+	// The command ran, may not run twice, and is gone now: the job cannot
+	// finish.
+	lost, err := w.store.Update(ctx, l.JobID, &entry, func(cur jobs.Entry) (schema.JobState, bool, error) {
+		if !jobs.Holds(cur.State, st.Session, st.Attempt) {
+			return cur.State, false, nil
 		}
+		return jobs.Lose(cur.State, time.Now().UTC()), true, nil
+	})
+	if err != nil {
+		w.log.Error("record a reaped job's loss; a redelivery of its request will", "job", l.JobID, "err", err)
+		return nil
+	}
+	if lost.State.Reason == schema.ReasonWorkerLost {
+		w.publish(ctx, lost.State.FinalEvent())
 	}
 	return nil
 }

@@ -2,7 +2,8 @@
 // them as plain functions (this file), the one store that writes them
 // (store.go), the events that record them (events.go) and the liveness of
 // the worker sessions that hold them (sessions.go). Everything that changes
-// a job goes through it; only workers call it. docs/ARCHITECTURE.md has the
+// a job goes through it, and only workers change jobs; clients read with it
+// what a queued job is (Queued, Unclaimed). docs/ARCHITECTURE.md has the
 // state diagram.
 package jobs
 

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -123,7 +124,11 @@ func (c *Client) Status(ctx context.Context, id string) (schema.JobState, error)
 	if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return schema.JobState{}, fmt.Errorf("read state of %s: %w", id, err)
 	}
-	st, found, err := c.queued(ctx, broker.JobRequestFilter(id))
+	s, err := c.js.Stream(ctx, broker.JobsStream)
+	if err != nil {
+		return schema.JobState{}, fmt.Errorf("open the queue: %w", err)
+	}
+	st, _, found, err := jobs.Unclaimed(ctx, s, broker.JobRequestFilter(id))
 	if err != nil {
 		return schema.JobState{}, err
 	}
@@ -150,31 +155,6 @@ func (c *Client) startedAt(ctx context.Context, st schema.JobState) time.Time {
 		return time.Time{}
 	}
 	return ev.Time
-}
-
-// queued reads the request on subject (a filter that names one job) as the
-// state of a job that no worker has claimed.
-func (c *Client) queued(ctx context.Context, subject string) (schema.JobState, bool, error) {
-	s, err := c.js.Stream(ctx, broker.JobsStream)
-	if err != nil {
-		return schema.JobState{}, false, fmt.Errorf("open the queue: %w", err)
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return schema.JobState{}, false, nil
-	}
-	if err != nil {
-		return schema.JobState{}, false, fmt.Errorf("read the queue: %w", err)
-	}
-	parts, ok := broker.ParseJobSubject(raw.Subject)
-	if !ok {
-		return schema.JobState{}, false, nil
-	}
-	st := schema.JobState{JobID: parts.Job, State: schema.StateQueued, Principal: parts.Principal, Queue: parts.Queue, CreatedAt: raw.Time.UTC()}
-	if req, err := schema.DecodeRequest(raw.Data); err == nil {
-		st.Command, st.CreatedAt = req.Command, req.CreatedAt
-	}
-	return st, true, nil
 }
 
 // Errors of a cancel, beside ErrNotFound and ErrFinished.
@@ -340,7 +320,7 @@ func (c *Client) unclaimed(ctx context.Context, known map[string]bool) ([]schema
 		if !ok || known[parts.Job] {
 			continue
 		}
-		st, found, err := c.queued(ctx, subject)
+		st, _, found, err := jobs.Unclaimed(ctx, s, subject)
 		if err != nil {
 			return nil, err
 		}

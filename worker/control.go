@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -72,12 +71,16 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 		st := cur.State
 		if !cur.Exists() {
 			// Nobody has claimed it: it is queued if its request is.
-			req, seq, err := w.queuedRequest(ctx, job)
-			if err != nil || seq == 0 {
+			s, err := w.js.Stream(ctx, broker.JobsStream)
+			if err != nil {
+				return st, false, err
+			}
+			queued, seq, found, err := jobs.Unclaimed(ctx, s, broker.JobRequestFilter(job))
+			if err != nil || !found {
 				outcome = schema.OutcomeNotFound
 				return st, false, err
 			}
-			st, queuedSeq = jobs.Queued(req), seq
+			st, queuedSeq = queued, seq
 		}
 		next, o, write := jobs.Cancel(st, by, admin, time.Now().UTC())
 		outcome = o
@@ -113,31 +116,6 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 		_ = w.nc.Publish(broker.WorkerSubject(st.Session), []byte(job))
 	}
 	return reply, nil
-}
-
-// queuedRequest finds the request of a job nobody has claimed, by its
-// subject; seq is 0 when there is none.
-func (w *Worker) queuedRequest(ctx context.Context, job string) (schema.Request, uint64, error) {
-	s, err := w.js.Stream(ctx, broker.JobsStream)
-	if err != nil {
-		return schema.Request{}, 0, err
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, broker.JobRequestFilter(job))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return schema.Request{}, 0, nil
-	}
-	if err != nil {
-		return schema.Request{}, 0, err
-	}
-	parts, _ := broker.ParseJobSubject(raw.Subject)
-	req, err := schema.DecodeRequest(raw.Data)
-	if err != nil {
-		// Undecodable: a worker will reject it; it is still queued, and
-		// its subject says whose it is.
-		req = schema.Request{ID: job, Queue: parts.Queue}
-	}
-	req.Principal = parts.Principal
-	return req, raw.Sequence, nil
 }
 
 // recordRefusal writes the audit record of a refused control request.

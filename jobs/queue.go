@@ -1,0 +1,39 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/schema"
+)
+
+// Unclaimed finds, in the jobs stream, the request on subject (a filter that
+// names one job, or one request's own subject) of a job that no worker has
+// claimed, and returns the job's state as Queued makes it, with the
+// request's stream sequence. found is false when the queue does not hold
+// it. Who asked is the subject's principal; a request that does not decode
+// (a worker will reject it) is still queued, and its subject says whose it
+// is.
+func Unclaimed(ctx context.Context, jobsStream jetstream.Stream, subject string) (st schema.JobState, seq uint64, found bool, err error) {
+	raw, err := jobsStream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return schema.JobState{}, 0, false, nil
+	}
+	if err != nil {
+		return schema.JobState{}, 0, false, fmt.Errorf("read the queue: %w", err)
+	}
+	parts, ok := broker.ParseJobSubject(raw.Subject)
+	if !ok {
+		return schema.JobState{}, 0, false, nil
+	}
+	req, err := schema.DecodeRequest(raw.Data)
+	if err != nil {
+		req = schema.Request{ID: parts.Job, Queue: parts.Queue, CreatedAt: raw.Time.UTC()}
+	}
+	req.Principal = parts.Principal
+	return Queued(req), raw.Sequence, true, nil
+}

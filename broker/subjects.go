@@ -75,6 +75,10 @@ func ControlSubject(action, job, principal string) string {
 	return controlPrefix + action + "." + job + "." + principal
 }
 
+// ControlReplyHeader names the inbox (_INBOX.…) where a client wants the
+// decision on its control request.
+const ControlReplyHeader = "Winch-Reply"
+
 // ControlSubjectParts are the tokens of a control request's subject.
 type ControlSubjectParts struct{ Action, Job, Principal string }
 

@@ -205,7 +205,7 @@ func (c *Client) Cancel(ctx context.Context, id, by string) (schema.ControlReply
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, creq.ID)
 	msg.Header.Set(jetstream.ExpectedStreamHeader, broker.ControlStream)
-	msg.Header.Set("Winch-Reply", inbox)
+	msg.Header.Set(broker.ControlReplyHeader, inbox)
 	if _, err := c.js.PublishMsg(ctx, msg); err != nil {
 		if last := c.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
 			return schema.ControlReply{}, fmt.Errorf("%w: you may not send control requests as %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)", ErrNotPermitted, by)

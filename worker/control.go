@@ -14,11 +14,6 @@ import (
 	"github.com/winchhq/winch/schema"
 )
 
-// ReplyHeader names the inbox where a client wants the decision on its
-// control request. Only inboxes are answered: a worker publishes with a
-// worker's rights, and must not be made to write anywhere else.
-const ReplyHeader = "Winch-Reply"
-
 // decideControl decides one control request. Any worker takes them,
 // whatever its queues, so that a queued job's cancel holds even when no
 // worker serves its queue yet. The job's state decides (jobs.Cancel); the
@@ -29,7 +24,9 @@ func (w *Worker) decideControl(m jetstream.Msg) {
 	defer cancel()
 	reply := schema.ControlReply{}
 	defer func() {
-		if to := m.Headers().Get(ReplyHeader); strings.HasPrefix(to, "_INBOX.") {
+		// Only inboxes are answered: a worker publishes with a worker's
+		// rights, and must not be made to write anywhere else.
+		if to := m.Headers().Get(broker.ControlReplyHeader); strings.HasPrefix(to, "_INBOX.") {
 			data, _ := json.Marshal(reply)
 			_ = w.nc.Publish(to, data)
 		}

@@ -3,7 +3,6 @@ package jobs_test
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -249,11 +248,7 @@ func TestAttemptFlushRepublishesAFailedEvent(t *testing.T) {
 	t.Parallel()
 	// A server of this test's own, without the events stream at first, so
 	// that publishing fails (no responders) without touching other tests.
-	srv, err := testenv.StartNATS(filepath.Join(t.TempDir(), "nats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := testenv.OwnNATS(t)
 	js := connect(t, srv.ClientURL())
 	job := schema.NewJobID()
 	a := jobs.NewPublisher(js, discard).Attempt(job, 1, "w1")
@@ -270,7 +265,7 @@ func TestAttemptFlushRepublishesAFailedEvent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = a.Flush(ctx)
+	err := a.Flush(ctx)
 	if took := time.Since(start); err != nil || took > 4*time.Second {
 		t.Errorf("Flush after a failed publish: %v after %v; want both events published again", err, took.Round(time.Millisecond))
 	}

@@ -141,11 +141,7 @@ func TestFollowStopsWithItsContext(t *testing.T) {
 }
 
 func TestNoTopology(t *testing.T) {
-	srv, err := testenv.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := testenv.OwnNATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)

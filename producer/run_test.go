@@ -239,11 +239,7 @@ func TestRunResolvesModulesInTheRegistry(t *testing.T) {
 }
 
 func TestCatalogWithoutARegistry(t *testing.T) {
-	srv, err := testenv.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := testenv.OwnNATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -236,16 +236,12 @@ func TestCancelOfSomeoneElsesJobIsRefusedAndAudited(t *testing.T) {
 	t.Parallel()
 	// Every worker of a fleet decides control requests, with the same roles:
 	// this test's fleet is alone on a server of its own.
-	srv, err := testenv.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := testenv.OwnNATS(t)
 	e := jobtest.New(t, srv.ClientURL(), withDefaults)
 	e.StartWorker(worker.Config{Roles: worker.Roles{"root": {"admin"}}})
 	id := e.Submit("core.sleep", map[string]any{"seconds": 30})
 	e.WaitFor(id, schema.KindStarted)
-	_, err = e.Client.Cancel(t.Context(), id, "mallory")
+	_, err := e.Client.Cancel(t.Context(), id, "mallory")
 	if !errors.Is(err, producer.ErrRefused) || !strings.Contains(err.Error(), "mallory may not cancel job "+id+" of tester") {
 		t.Fatalf("mallory's cancel: %v", err)
 	}

@@ -54,11 +54,7 @@ func TestRunErrors(t *testing.T) {
 // winch may run cannot be known, so nothing is published (69).
 func TestRunWithoutARegistry(t *testing.T) {
 	t.Parallel()
-	srv, err := testenv.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := testenv.OwnNATS(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)

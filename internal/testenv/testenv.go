@@ -53,6 +53,19 @@ func StartNATS(dir string) (*broker.Server, error) {
 	return srv, nil
 }
 
+// OwnNATS starts an embedded NATS server of the test's own (a bare one:
+// no winch streams), stopped when the test ends, for tests whose server
+// must differ from the package's shared one.
+func OwnNATS(tb testing.TB) *broker.Server {
+	tb.Helper()
+	srv, err := StartNATS(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Stop)
+	return srv
+}
+
 // ClickHouse is a ClickHouse server of the tests' own, started with
 // ops/clickhouse.sh in a directory of its own on a free port.
 type ClickHouse struct {

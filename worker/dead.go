@@ -59,22 +59,14 @@ func (w *Worker) buryRequest(ctx context.Context, seq, deliveries uint64) error 
 	if !schema.ValidJobID(id) {
 		id = fmt.Sprintf("seq-%d", seq)
 	}
-	entry, err := w.store.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if entry.State.State == schema.StateRunning {
-		if alive, _, err := w.sessions.Alive(ctx, entry.State.Session); err != nil {
-			return err
-		} else if alive {
-			return nil // still running on a live worker, which will settle it
-		}
-	}
-	w.log.Warn("request ran out of deliveries; the job is dead", "job", id, "deliveries", deliveries)
 	var req *schema.Request
 	if r, err := schema.DecodeRequest(raw.Data); err == nil && r.ID == id {
 		req = &r
 	}
-	w.bury(ctx, id, req, fmt.Sprintf("delivered %d times without finishing", deliveries))
+	over, err := w.bury(ctx, id, req, fmt.Sprintf("delivered %d times without finishing", deliveries))
+	if err != nil || !over {
+		return err // not recorded (the advisory is retried), or a live worker still runs it and will settle it
+	}
+	w.log.Warn("request ran out of deliveries; the job is dead", "job", id, "deliveries", deliveries)
 	return stream.DeleteMsg(ctx, seq)
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,7 +70,11 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	switch {
 	case err != nil && lastTry:
 		log.Error("cannot claim the job on its last delivery; it is dead", "err", err)
-		w.bury(ctx, adm.req.ID, &adm.req, "could not be claimed on its last delivery: "+err.Error())
+		if _, err := w.bury(ctx, adm.req.ID, &adm.req, "could not be claimed on its last delivery: "+err.Error()); err != nil {
+			log.Error("record the dead job; its request is kept for the dead-letter rules", "err", err)
+			_ = d.Nak(time.Second)
+			return
+		}
 		_ = d.Term()
 		return
 	case err != nil:
@@ -161,9 +166,10 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	return dec.Verdict
 }
 
-// bury records a job as dead, unless it is over or a live worker runs it.
-// req, when known, describes a job that has no state yet.
-func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why string) {
+// bury records a job as dead, unless it is over or a live worker runs it,
+// and says whether the job is over now. req, when known, describes a job
+// that has no state yet.
+func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why string) (over bool, err error) {
 	entry, err := w.store.Update(ctx, id, nil, func(cur jobs.Entry) (schema.JobState, bool, error) {
 		st := cur.State
 		if !cur.Exists() && req != nil {
@@ -180,12 +186,13 @@ func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why s
 		return d.State, d.Write, nil
 	})
 	if err != nil {
-		w.log.Error("record dead job", "job", id, "err", err)
-		return
+		return false, fmt.Errorf("record dead job %s: %w", id, err)
 	}
-	if entry.State.State.Terminal() {
-		w.publish(ctx, entry.State.FinalEvent())
+	if !entry.State.State.Terminal() {
+		return false, nil
 	}
+	w.publish(ctx, entry.State.FinalEvent())
+	return true, nil
 }
 
 // publish writes one event, logging what it could not.

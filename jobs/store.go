@@ -36,6 +36,15 @@ type Entry struct {
 // Exists reports whether the job has a state entry.
 func (e Entry) Exists() bool { return e.Rev != 0 }
 
+// StateOr is the job's state, or absent, what stands for it (usually
+// Queued of its request: a job no worker has recorded is queued).
+func (e Entry) StateOr(absent schema.JobState) schema.JobState {
+	if e.Exists() {
+		return e.State
+	}
+	return absent
+}
+
 // Get reads a job's state; a job without one gives an Entry with Rev 0.
 func (s *Store) Get(ctx context.Context, id string) (Entry, error) {
 	kve, err := s.kv.Get(ctx, id)

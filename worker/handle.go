@@ -107,10 +107,7 @@ func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, de
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}
 	entry, err = w.store.Update(ctx, adm.req.ID, known, func(cur jobs.Entry) (schema.JobState, bool, error) {
-		st := cur.State
-		if !cur.Exists() {
-			st = jobs.Queued(adm.req)
-		}
+		st := cur.StateOr(known.State)
 		alive := false
 		if st.State == schema.StateRunning {
 			var err error
@@ -149,11 +146,7 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	dec := jobs.Reject(queued, rej.req, rej.principal, w.cfg.ID, rej.reason, now)
 	if schema.ValidJobID(rej.id) {
 		_, err := w.store.Update(ctx, rej.id, nil, func(cur jobs.Entry) (schema.JobState, bool, error) {
-			st := queued
-			if cur.Exists() {
-				st = cur.State
-			}
-			dec = jobs.Reject(st, rej.req, rej.principal, w.cfg.ID, rej.reason, now)
+			dec = jobs.Reject(cur.StateOr(queued), rej.req, rej.principal, w.cfg.ID, rej.reason, now)
 			return dec.State, dec.Write, nil
 		})
 		if err != nil {
@@ -172,8 +165,8 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why string) (over bool, err error) {
 	entry, err := w.store.Update(ctx, id, nil, func(cur jobs.Entry) (schema.JobState, bool, error) {
 		st := cur.State
-		if !cur.Exists() && req != nil {
-			st = jobs.Queued(*req)
+		if req != nil {
+			st = cur.StateOr(jobs.Queued(*req))
 		}
 		alive := false
 		if st.State == schema.StateRunning {

@@ -26,7 +26,8 @@ func (w *Worker) decideControl(m jetstream.Msg) {
 	defer func() {
 		// Only inboxes are answered: a worker publishes with a worker's
 		// rights, and must not be made to write anywhere else.
-		if to := m.Headers().Get(broker.ControlReplyHeader); strings.HasPrefix(to, "_INBOX.") {
+		to := m.Headers().Get(broker.ControlReplyHeader)
+		if reply.Outcome != "" && strings.HasPrefix(to, "_INBOX.") {
 			data, _ := json.Marshal(reply)
 			_ = w.nc.Publish(to, data)
 		}
@@ -52,7 +53,7 @@ func (w *Worker) decideControl(m jetstream.Msg) {
 	reply, err = w.cancelJob(ctx, m, creq.JobID, creq.Principal)
 	if err != nil {
 		w.log.Error("decide a cancel; will retry", "job", creq.JobID, "err", err)
-		reply = schema.ControlReply{} // answer only when decided
+		reply = schema.ControlReply{} // undecided: no answer; the client says so after its wait
 		_ = m.NakWithDelay(time.Second)
 		return
 	}

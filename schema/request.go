@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"regexp"
 	"slices"
@@ -122,16 +123,16 @@ var requestFields = []requestField{
 		r.Version = n
 		return nil
 	}},
-	{"id", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.ID) }},
-	{"command", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Command) }},
+	{"id", "string", func(r *Request, raw []byte) (err error) { r.ID, err = jsonString(raw); return err }},
+	{"command", "string", func(r *Request, raw []byte) (err error) { r.Command, err = jsonString(raw); return err }},
 	{"params", "object", func(r *Request, raw []byte) error {
 		p, err := decodeParams(raw)
 		r.Params = p
 		return err
 	}},
-	{"queue", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Queue) }},
-	{"principal", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.Principal) }},
-	{"idempotency_key", "string", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.IdempotencyKey) }},
+	{"queue", "string", func(r *Request, raw []byte) (err error) { r.Queue, err = jsonString(raw); return err }},
+	{"principal", "string", func(r *Request, raw []byte) (err error) { r.Principal, err = jsonString(raw); return err }},
+	{"idempotency_key", "string", func(r *Request, raw []byte) (err error) { r.IdempotencyKey, err = jsonString(raw); return err }},
 	{"timeout", "string", func(r *Request, raw []byte) error {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -182,9 +183,7 @@ var requestFieldNames = func() string {
 
 // decode reads a request document into r, field by field.
 func (r *Request) decode(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	err := eachMember(dec, "field", func(name string, raw []byte) error {
+	return eachMember(data, "field", func(name string, raw []byte) error {
 		i := slices.IndexFunc(requestFields, func(f requestField) bool { return f.name == name })
 		if i < 0 {
 			return notDocument("unknown field %q (%s)", name, suggestField(name))
@@ -205,13 +204,6 @@ func (r *Request) decode(data []byte) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return &RequestError{Reason: "request has data after the JSON document"}
-	}
-	return nil
 }
 
 // suggestField says what to write instead of an unknown field name.
@@ -230,11 +222,133 @@ func suggestField(name string) string {
 	return "the fields are " + requestFieldNames
 }
 
-// eachMember reads the JSON object at dec's position and calls fn with each
-// member's name and raw value. A name given twice is an error: which value
-// counts would depend on the parser. member names a member in errors:
+// eachMember calls fn with the name and raw value of each member of the JSON
+// object that is the whole of data. A name given twice is an error: which
+// value counts would depend on the parser. member names a member in errors:
 // "field" or "parameter".
-func eachMember(dec *json.Decoder, member string, fn func(name string, raw []byte) error) error {
+//
+// A well-formed document (json.Valid, which allocates nothing) is split by
+// scanMembers in one pass; anything else goes token by token through
+// encoding/json's decoder, whose errors say where the document went wrong.
+// Both call fn in document order, so the first error is the same either way
+// (FuzzEachMember holds them to it).
+func eachMember(data []byte, member string, fn func(name string, raw []byte) error) error {
+	if json.Valid(data) {
+		return scanMembers(data, member, fn)
+	}
+	return decodeMembers(data, member, fn)
+}
+
+// scanMembers is eachMember for a document json.Valid accepted: with the
+// syntax known good, finding where each name and value ends is all that is
+// left to do.
+func scanMembers(data []byte, member string, fn func(name string, raw []byte) error) error {
+	i := skipSpace(data, 0)
+	if data[i] != '{' {
+		return notDocument("it is %s, not an object", withArticle(jsonKind(data[i:])))
+	}
+	var seenBuf [16]string
+	seen := seenBuf[:0]
+	for i = skipSpace(data, i+1); data[i] != '}'; i = skipSpace(data, i) {
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+		end := valueEnd(data, i)
+		name, err := jsonString(data[i:end])
+		if err != nil {
+			return notDocument("%s", describeJSONError(err))
+		}
+		i = skipSpace(data, skipSpace(data, end)+1) // past the colon
+		end = valueEnd(data, i)
+		if slices.Contains(seen, name) {
+			return notDocument("%s %q is given more than once (give each %s once)", member, name, member)
+		}
+		seen = append(seen, name)
+		if err := fn(name, data[i:end]); err != nil {
+			return err
+		}
+		i = end
+	}
+	return nil
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the well-formed JSON value that
+// starts at data[i].
+func valueEnd(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		for i++; data[i] != '"'; i++ {
+			if data[i] == '\\' {
+				i++ // the escaped byte cannot end the string
+			}
+		}
+		return i + 1
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch data[i] {
+			case '"':
+				i = valueEnd(data, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for ; i < len(data); i++ { // a number, true, false or null
+		switch data[i] {
+		case ' ', '\t', '\r', '\n', ',', '}', ']':
+			return i
+		}
+	}
+	return i
+}
+
+// arrayItems yields the index and raw value of each item of the
+// well-formed JSON array raw.
+func arrayItems(raw []byte) iter.Seq2[int, []byte] {
+	return func(yield func(int, []byte) bool) {
+		i := skipSpace(raw, 1)
+		for n := 0; raw[i] != ']'; n++ {
+			end := valueEnd(raw, i)
+			if !yield(n, raw[i:end]) {
+				return
+			}
+			if i = skipSpace(raw, end); raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+	}
+}
+
+// jsonString decodes a well-formed JSON string; one without escapes is
+// taken as it is.
+func jsonString(raw []byte) (string, error) {
+	if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// decodeMembers is eachMember for a document that is not well-formed JSON,
+// token by token, so that the error says what is wrong where.
+func decodeMembers(data []byte, member string, fn func(name string, raw []byte) error) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return notDocument("%s", describeJSONError(err))
@@ -270,6 +384,9 @@ func eachMember(dec *json.Decoder, member string, fn func(name string, raw []byt
 	if _, err := dec.Token(); err != nil { // the closing brace
 		return inside(err)
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &RequestError{Reason: "request has data after the JSON document"}
+	}
 	return nil
 }
 
@@ -278,18 +395,17 @@ func eachMember(dec *json.Decoder, member string, fn func(name string, raw []byt
 // the schema says. Which names and values the command takes is checked
 // later.
 func decodeParams(raw []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	params := make(map[string]any)
-	err := eachMember(dec, "parameter", func(name string, raw []byte) error {
+	// raw came out of a well-formed document, whichever way it was read.
+	err := scanMembers(raw, "parameter", func(name string, raw []byte) error {
 		if !ValidParamName(name) {
 			return &RequestError{Reason: fmt.Sprintf("parameter name %q is not valid: use 1 to 64 lower-case letters, digits and '_', starting with a letter", name)}
 		}
 		kind := jsonKind(raw)
 		switch kind {
 		case "string":
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
+			s, err := jsonString(raw)
+			if err != nil {
 				return err
 			}
 			params[name] = s
@@ -298,20 +414,16 @@ func decodeParams(raw []byte) (map[string]any, error) {
 		case "boolean":
 			params[name] = raw[0] == 't'
 		case "array":
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return err
-			}
-			list := make([]any, len(items))
-			for i, it := range items {
+			list := []any{}
+			for i, it := range arrayItems(raw) {
 				if k := jsonKind(it); k != "string" {
 					return &RequestError{Reason: fmt.Sprintf("parameter %q must be a list of strings; item %d is %s", name, i, withArticle(k))}
 				}
-				var s string
-				if err := json.Unmarshal(it, &s); err != nil {
+				s, err := jsonString(it)
+				if err != nil {
 					return err
 				}
-				list[i] = s
+				list = append(list, s)
 			}
 			params[name] = list
 		default:

@@ -111,6 +111,11 @@ type Worker struct {
 	doorbell *nats.Subscription
 
 	slots chan struct{}
+	// handoff passes each request taken to one of the runners, a goroutine
+	// per slot that lives as long as the worker: a goroutine per job would
+	// grow a new stack for every job.
+	handoff chan jetstream.Msg
+	runners sync.WaitGroup
 	// deployment identifies this installation: the creation time of its
 	// state bucket, the same for every worker that shares it.
 	deployment string
@@ -154,6 +159,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		js:      js,
 		session: session,
 		slots:   make(chan struct{}, cfg.Concurrency),
+		handoff: make(chan jetstream.Msg, cfg.Concurrency),
 		running: map[string]*attempt{},
 	}, nil
 }
@@ -219,6 +225,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.jobsCtx, w.cancelJobs = context.WithCancelCause(context.Background())
 	w.heart.Add(1)
 	go w.beat()
+	for range w.cfg.Concurrency {
+		w.runners.Go(w.run)
+	}
 	for q, c := range consumers {
 		w.loops.Add(1)
 		go w.fetchLoop(q, c)
@@ -300,6 +309,8 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.cancelJobs(errDraining)
 		<-done
+		close(w.handoff)
+		w.runners.Wait()
 		_ = w.doorbell.Unsubscribe()
 		w.heart.Wait()
 		endCtx, cancel := context.WithTimeout(context.Background(), settleTimeout)
@@ -426,12 +437,18 @@ func (w *Worker) startAll(batch jetstream.MessageBatch) int {
 			continue
 		}
 		w.jobs.Add(1)
-		go func() {
-			defer func() { <-w.slots; w.jobs.Done() }()
-			w.handle(msg)
-		}()
+		w.handoff <- msg // a slot is held for it, so a runner is free
 	}
 	return got
+}
+
+// run is a runner: it handles requests until the worker stops.
+func (w *Worker) run() {
+	for msg := range w.handoff {
+		w.handle(msg)
+		<-w.slots
+		w.jobs.Done()
+	}
 }
 
 // drainShared takes messages from a consumer that every worker shares (dead

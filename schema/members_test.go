@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -53,4 +55,27 @@ func BenchmarkDecodeRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzValidTokens: the loops that check IDs, principals and queues say
+// what request.schema.json's patterns say.
+func FuzzValidTokens(f *testing.F) {
+	for _, seed := range []string{"", "a", "A", "-a", "a-", "job_1", "Alice@corp", "a.b", strings.Repeat("a", 64), strings.Repeat("a", 65), "é"} {
+		f.Add(seed)
+	}
+	patterns := []struct {
+		re    *regexp.Regexp
+		valid func(string) bool
+	}{
+		{regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`), ValidJobID},
+		{regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_@-]{0,63}$`), ValidPrincipal},
+		{regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`), ValidQueue},
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, p := range patterns {
+			if got, want := p.valid(s), p.re.MatchString(s); got != want {
+				t.Fatalf("%q: %v, but %s says %v", s, got, p.re, want)
+			}
+		}
+	})
 }

@@ -43,7 +43,7 @@ func encode(ev schema.Event) (*nats.Msg, error) {
 }
 
 // Publish writes one event and waits for the stream to have it, retrying
-// briefly: events are the audit trail.
+// until ctx ends: events are the audit trail.
 func (p *Publisher) Publish(ctx context.Context, ev schema.Event) error {
 	msg, err := encode(ev)
 	if err != nil {
@@ -53,18 +53,22 @@ func (p *Publisher) Publish(ctx context.Context, ev schema.Event) error {
 }
 
 func (p *Publisher) publishSync(ctx context.Context, msg *nats.Msg) error {
-	var err error
 	for try := 1; ; try++ {
-		if _, err = p.js.PublishMsg(ctx, msg); err == nil {
+		_, err := p.js.PublishMsg(ctx, msg)
+		if err == nil {
 			return nil
 		}
-		if try == 5 {
+		// Every failure but a refusal may pass (no stream leader while a
+		// cluster fails over, a reconnect): try again, backing off, for as
+		// long as ctx allows. The message id makes a repeat harmless.
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 0 {
 			return fmt.Errorf("publish %s: %w", msg.Subject, err)
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("publish %s: %w", msg.Subject, err)
-		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		case <-time.After(min(time.Duration(try)*100*time.Millisecond, 2*time.Second)):
 		}
 	}
 }

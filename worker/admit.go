@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,27 +87,7 @@ const resolveTimeout = 5 * time.Minute
 func (w *Worker) resolve(d delivery, req schema.Request) (modules.Command, error) {
 	ctx, cancel := context.WithTimeout(w.jobsCtx, resolveTimeout)
 	defer cancel()
-	// Nearly every command resolves at once, from memory: the beat is a
-	// timer that re-arms itself, not a goroutine of its own.
-	interval := w.topo.HeartbeatInterval()
-	var mu sync.Mutex
-	var beat *time.Timer
-	mu.Lock()
-	beat = time.AfterFunc(interval, func() {
-		_ = d.InProgress()
-		mu.Lock()
-		defer mu.Unlock()
-		if beat != nil {
-			beat.Reset(interval)
-		}
-	})
-	mu.Unlock()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		beat.Stop()
-		beat = nil
-	}()
+	defer keepInProgress(d, w.topo.HeartbeatInterval())()
 	return w.cfg.Catalog.Resolve(ctx, req.Command, req.ModuleCommit)
 }
 

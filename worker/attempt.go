@@ -73,6 +73,24 @@ func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (
 	return entry.State, nil
 }
 
+// updateEnd is update for recording the end of an attempt, which must not
+// be lost to a passing failure (a broker failing over): it tries again,
+// backing off, until it succeeds, the transition is refused, or ctx ends.
+func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
+	for try := 1; ; try++ {
+		st, err := a.update(ctx, transition)
+		if err == nil || errors.Is(err, errClaimLost) || errors.Is(err, jobs.ErrContended) {
+			return st, err
+		}
+		a.log.Warn("record the end of the job; trying again", "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return st, err
+		case <-time.After(min(time.Duration(try)*200*time.Millisecond, 2*time.Second)):
+		}
+	}
+}
+
 func (a *attempt) timeout() time.Duration {
 	return effectiveTimeout(time.Duration(a.adm.cmd.Spec.Timeout), time.Duration(a.adm.req.Timeout))
 }
@@ -261,11 +279,12 @@ func (a *attempt) check(ctx context.Context) {
 // request, in that order: a crash in between leaves a redelivery that finds
 // the job over and publishes the same final event again.
 func (a *attempt) finish(e jobs.Ending) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	defer cancel()
+	defer keepInProgress(a.d, a.w.topo.HeartbeatInterval())()
 	seq := a.events.NextSeq() // nothing is emitted after this: the outputs are closed
 	session, number := a.w.session, a.number()
-	st, err := a.update(ctx, func(cur schema.JobState) (schema.JobState, error) {
+	st, err := a.updateEnd(ctx, func(cur schema.JobState) (schema.JobState, error) {
 		return jobs.Finish(cur, session, number, e, seq, time.Now().UTC())
 	})
 	if errors.Is(err, errClaimLost) {
@@ -292,12 +311,13 @@ func (a *attempt) finish(e jobs.Ending) {
 // release hands the job back to its queue, or, for a command that started
 // and may not run twice, ends it as interrupted (jobs.Release).
 func (a *attempt) release(why string) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	defer cancel()
+	defer keepInProgress(a.d, a.w.topo.HeartbeatInterval())()
 	seq := a.events.NextSeq()
 	session, number := a.w.session, a.number()
 	handedBack := false
-	st, err := a.update(ctx, func(cur schema.JobState) (schema.JobState, error) {
+	st, err := a.updateEnd(ctx, func(cur schema.JobState) (schema.JobState, error) {
 		next, back, err := jobs.Release(cur, session, number, why, seq, time.Now().UTC())
 		handedBack = back
 		return next, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,9 +13,15 @@ import (
 	"github.com/winchhq/winch/schema"
 )
 
-// settleTimeout bounds the writes that record a job's end, which must happen
-// even when the job's own context is gone.
+// settleTimeout bounds the writes of handling a request (claim, reject,
+// bury), which must happen even when the job's own context is gone.
 const settleTimeout = 10 * time.Second
+
+// endTimeout bounds recording how a job that ran ended: its state and its
+// events are retried for this long, through a broker's failover (a
+// cluster elects a new stream leader in seconds), before the worker gives
+// up and leaves the request to be redelivered.
+const endTimeout = time.Minute
 
 // delivery is what the worker does with a delivered request: the attempt
 // acknowledges it through this, never holding the JetStream message itself.
@@ -34,6 +41,32 @@ func (d jsDelivery) Nak(delay time.Duration) error { return d.msg.NakWithDelay(d
 func (d jsDelivery) Term() error                   { return d.msg.Term() }
 
 var _ delivery = jsDelivery{}
+
+// keepInProgress tells the broker every interval that d is still being
+// worked on, so that it is not redelivered, until the returned stop is
+// called. It is a timer that re-arms itself, not a goroutine: it is used
+// around steps that nearly always end long before it fires (finding a
+// command, recording an end).
+func keepInProgress(d delivery, interval time.Duration) (stop func()) {
+	var mu sync.Mutex
+	var beat *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	beat = time.AfterFunc(interval, func() {
+		_ = d.InProgress()
+		mu.Lock()
+		defer mu.Unlock()
+		if beat != nil {
+			beat.Reset(interval)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		beat.Stop()
+		beat = nil
+	}
+}
 
 // handle takes one delivered request through admission and the claim to an
 // attempt, or to a term or a nak.
@@ -109,22 +142,28 @@ func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, de
 	entry, err = w.store.Update(ctx, adm.req.ID, known, func(cur jobs.Entry) (schema.JobState, bool, error) {
 		st := cur.StateOr(known.State)
 		alive := false
-		if st.State == schema.StateRunning {
+		switch {
+		case st.State == schema.StateRunning && st.Session == w.session:
+			// This worker holds it: alive only if it still runs it. An
+			// attempt that could not record its end leaves its claim
+			// behind; the redelivery to this worker takes it over.
+			alive, wait = w.isRunning(adm.req.ID), w.topo.Lease()
+		case st.State == schema.StateRunning:
 			var err error
 			if alive, wait, err = w.sessions.Alive(ctx, st.Session); err != nil {
 				return st, false, err
 			}
-			if !alive {
-				// Its worker is gone. What that worker started may still
-				// run (a container outlives it): stop it first, so that the
-				// job never runs twice at once.
-				startedThere, err := w.clearLeftovers(ctx, adm.req.ID)
-				if err != nil {
-					return st, false, err
-				}
-				if startedThere && st.StartedAt.IsZero() {
-					st.StartedAt = time.Now().UTC()
-				}
+		}
+		if st.State == schema.StateRunning && !alive {
+			// Its worker is gone. What that worker started may still run
+			// (a container outlives it): stop it first, so that the job
+			// never runs twice at once.
+			startedThere, err := w.clearLeftovers(ctx, adm.req.ID)
+			if err != nil {
+				return st, false, err
+			}
+			if startedThere && st.StartedAt.IsZero() {
+				st.StartedAt = time.Now().UTC()
 			}
 		}
 		dec = jobs.Claim(st, alive, c, time.Now().UTC())

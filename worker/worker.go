@@ -329,6 +329,13 @@ func (w *Worker) track(a *attempt) {
 	w.running[a.id()] = a
 }
 
+// isRunning reports whether an attempt of job id runs on this worker.
+func (w *Worker) isRunning(id string) bool {
+	w.runningMu.Lock()
+	defer w.runningMu.Unlock()
+	return w.running[id] != nil
+}
+
 func (w *Worker) untrack(a *attempt) {
 	w.runningMu.Lock()
 	defer w.runningMu.Unlock()

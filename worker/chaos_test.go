@@ -37,7 +37,30 @@ const (
 // chaosJob is one submitted job and what it may end as.
 type chaosJob struct {
 	id, command string
+	params      map[string]any
 	retry       bool
+}
+
+// mixedJob is the i-th job of a chaos run: short sleeps, output, failures,
+// and commands that may not run twice (test.once, and test.record, which
+// counts its own starts in startsPath).
+func mixedJob(rng *rand.Rand, i int, startsPath string) chaosJob {
+	secs := func(lo, hi float64) float64 { return float64(int((lo+rng.Float64()*(hi-lo))*100)) / 100 }
+	var command string
+	var params map[string]any
+	switch r := rng.IntN(100); {
+	case r < 30:
+		command, params = "core.sleep", map[string]any{"seconds": secs(0.05, 0.5)}
+	case r < 45:
+		command, params = "core.echo", map[string]any{"text": "chaos " + strconv.Itoa(i)}
+	case r < 55:
+		command, params = "core.exit", map[string]any{"code": 3}
+	case r < 75:
+		command, params = "test.once", map[string]any{"seconds": secs(0.1, 1)}
+	default:
+		command, params = "test.record", map[string]any{"log": startsPath, "seconds": secs(0.1, 1)}
+	}
+	return chaosJob{command: command, params: params, retry: !strings.HasPrefix(command, "test.")}
 }
 
 // TestChaosKillLoop SIGKILLs a random worker process every 2-4 seconds,
@@ -97,52 +120,16 @@ func TestChaosKillLoop(t *testing.T) {
 	begin := time.Now()
 	all := make([]chaosJob, 0, n)
 	for i := range n {
-		secs := func(lo, hi float64) float64 { return float64(int((lo+rng.Float64()*(hi-lo))*100)) / 100 }
-		var command string
-		var params map[string]any
-		switch r := rng.IntN(100); {
-		case r < 30:
-			command, params = "core.sleep", map[string]any{"seconds": secs(0.05, 0.5)}
-		case r < 45:
-			command, params = "core.echo", map[string]any{"text": "chaos " + strconv.Itoa(i)}
-		case r < 55:
-			command, params = "core.exit", map[string]any{"code": 3}
-		case r < 75:
-			command, params = "test.once", map[string]any{"seconds": secs(0.1, 1)}
-		default:
-			command, params = "test.record", map[string]any{"log": startsPath, "seconds": secs(0.1, 1)}
-		}
-		retry := !strings.HasPrefix(command, "test.")
-		all = append(all, chaosJob{id: e.Submit(command, params), command: command, retry: retry})
+		j := mixedJob(rng, i, startsPath)
+		j.id = e.Submit(j.command, j.params)
+		all = append(all, j)
 	}
 	t.Logf("submitted %d jobs in %v", n, time.Since(begin).Round(time.Millisecond))
 
 	// Kill a worker every 2-4 s until every job is over or the kills' time
 	// is up; then let the workers left finish.
-	final := map[string]schema.JobState{}
-	lost := map[string]error{}
-	poll := func() int {
-		left := 0
-		for _, j := range all {
-			if _, ok := final[j.id]; ok {
-				continue
-			}
-			st, err := e.Client.Status(t.Context(), j.id)
-			switch {
-			case errors.Is(err, producer.ErrNotFound):
-				lost[j.id] = err // neither a state nor a request: lost
-				left++
-			case err != nil:
-				t.Fatalf("status of %s: %v", j.id, err)
-			case st.State.Terminal():
-				final[j.id] = st
-				delete(lost, j.id)
-			default:
-				left++
-			}
-		}
-		return left
-	}
+	run := newRunTracker(all)
+	poll := func() int { return run.poll(t, e) }
 	nextInterval := func() time.Duration { return 2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)+1)) }
 	kills := 0
 	killUntil := begin.Add(chaosKillFor)
@@ -153,8 +140,8 @@ func TestChaosKillLoop(t *testing.T) {
 		if left = poll(); left == 0 {
 			break
 		}
-		if len(final) > ended {
-			lastEnd, ended = time.Now(), len(final)
+		if len(run.final) > ended {
+			lastEnd, ended = time.Now(), len(run.final)
 		}
 		now := time.Now()
 		if now.Before(killUntil) {
@@ -171,8 +158,56 @@ func TestChaosKillLoop(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	elapsed := time.Since(begin)
-	t.Logf("%d of %d jobs over after %v, %d workers killed (SIGKILL), %d started", len(final), n, elapsed.Round(time.Millisecond), kills, started)
+	t.Logf("%d of %d jobs over after %v, %d workers killed (SIGKILL), %d started", len(run.final), n, elapsed.Round(time.Millisecond), kills, started)
 
+	summary := run.check(t, e, startsPath, logPath)
+	t.Logf("final states after %v, %d kills, %s", elapsed.Round(time.Millisecond), kills, summary)
+}
+
+// runTracker follows the jobs of a run to their ends.
+type runTracker struct {
+	all   []chaosJob
+	final map[string]schema.JobState
+	lost  map[string]error
+}
+
+func newRunTracker(all []chaosJob) *runTracker {
+	return &runTracker{all: all, final: map[string]schema.JobState{}, lost: map[string]error{}}
+}
+
+// poll reads the state of every job not yet over, and says how many are
+// left. A job with neither a state nor a request is lost (for now).
+func (r *runTracker) poll(t *testing.T, e *jobtest.Env) int {
+	left := 0
+	for _, j := range r.all {
+		if _, ok := r.final[j.id]; ok {
+			continue
+		}
+		st, err := e.Client.Status(t.Context(), j.id)
+		switch {
+		case errors.Is(err, producer.ErrNotFound):
+			r.lost[j.id] = err
+			left++
+		case err != nil:
+			left++ // the broker may be failing over: ask again
+		case st.State.Terminal():
+			r.final[j.id] = st
+			delete(r.lost, j.id)
+		default:
+			left++
+		}
+	}
+	return left
+}
+
+// check holds a run to winch's guarantees: every request left the queue,
+// no job is lost or stuck, each ended as its command allows, with a final
+// event that agrees with its state, and a command declared retry: false
+// started at most once (by its events and, for test.record, by its own
+// count in startsPath). It reports each violation with the job's events
+// and its lines of logPath, and returns a summary of the final states.
+func (r *runTracker) check(t *testing.T, e *jobtest.Env, startsPath, logPath string) string {
+	all, final, lost := r.all, r.final, r.lost
 	// Every request left the stream: each was acknowledged or buried.
 	if pending := e.Drained(); pending != 0 {
 		t.Errorf("%d requests left in the jobs stream", pending)
@@ -268,12 +303,12 @@ func TestChaosKillLoop(t *testing.T) {
 			twice++
 		}
 	}
-	t.Logf("final states after %v, %d kills, %d jobs ran more than one attempt, %d test.record starts recorded (%d jobs started more than once):%s",
-		elapsed.Round(time.Millisecond), kills, retried, countStarts(starts), twice, b.String())
+	summary := fmt.Sprintf("%d jobs ran more than one attempt, %d test.record starts recorded (%d jobs started more than once):%s",
+		retried, countStarts(starts), twice, b.String())
 	t.Logf("orphans: %s", chaosOrphans(all))
 
 	if len(violations) == 0 {
-		return
+		return summary
 	}
 	logs, _ := os.ReadFile(logPath)
 	for _, v := range violations {
@@ -300,6 +335,7 @@ func TestChaosKillLoop(t *testing.T) {
 			}
 		}
 	}
+	return summary
 }
 
 // chaosEvents reads every event of the test's server, by job.

@@ -18,6 +18,7 @@ import (
 var natsURL string
 
 func TestMain(m *testing.M) {
+	testenv.ServerChildMain()
 	jobtest.ChildMain(func(cfg *worker.Config) {
 		withDefaults(cfg)
 		if os.Getenv("WINCH_TEST_HANG") != "" {

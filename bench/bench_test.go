@@ -50,6 +50,20 @@ func server(b *testing.B, conf ...string) *nats.Conn {
 	return nc
 }
 
+// clusterConn starts a three-server cluster of the benchmark's own, with
+// the servers' default sync (every 2 minutes: a write is safe once a
+// quorum has it in memory), and connects to all three.
+func clusterConn(b *testing.B) (*nats.Conn, *testenv.Cluster) {
+	b.Helper()
+	c := testenv.StartCluster(b, 3)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	return nc, c
+}
+
 // startConfigured starts a server with winch's defaults and conf.
 func startConfigured(dir, conf string) (*broker.Server, error) {
 	path := filepath.Join(dir, "nats.conf")
@@ -82,17 +96,25 @@ func reportLatency(b *testing.B, name string, lat []time.Duration) {
 // stream with every write synced, as nats.conf has it).
 func BenchmarkRawJetStream(b *testing.B) {
 	payload := []byte(`{"version":1,"id":"06h28epmilf65fc1q5igsc3mkc","command":"core.true","queue":"default","principal":"bench","created_at":"2026-11-28T22:16:30.101Z"}`)
-	for _, mode := range []string{"sequential", "pipelined", "pipelined-fsync"} {
+	for _, mode := range []string{"sequential", "pipelined", "pipelined-fsync", "pipelined-R3"} {
 		b.Run(mode, func(b *testing.B) {
-			var conf []string
-			if mode == "pipelined-fsync" {
-				conf = append(conf, syncAlways)
+			var nc *nats.Conn
+			systemCPU, replicas := cpuTime, 1
+			switch mode {
+			case "pipelined-fsync":
+				nc = server(b, syncAlways)
+			case "pipelined-R3":
+				var c *testenv.Cluster
+				nc, c = clusterConn(b)
+				systemCPU = func() time.Duration { return cpuTime() + c.CPUTime() }
+				replicas = 3
+			default:
+				nc = server(b)
 			}
-			nc := server(b, conf...)
 			ctx := context.Background()
 			js, _ := jetstream.New(nc)
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"},
-				Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
+				Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: replicas}); err != nil {
 				b.Fatal(err)
 			}
 			cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy})
@@ -119,7 +141,7 @@ func BenchmarkRawJetStream(b *testing.B) {
 			}
 			defer cc.Stop()
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := systemCPU()
 			for i := range b.N {
 				mu.Lock()
 				sent[i] = time.Now()
@@ -137,14 +159,14 @@ func BenchmarkRawJetStream(b *testing.B) {
 						}
 						time.Sleep(10 * time.Microsecond)
 					}
-				} else if _, err := js.PublishAsync("raw.default.bench", payload, jetstream.WithMsgID(fmt.Sprint(i))); err != nil {
+				} else if _, err := js.PublishAsync("raw.default.bench", payload, jetstream.WithMsgID(fmt.Sprint(i)), jetstream.WithStallWait(time.Minute)); err != nil {
 					b.Fatal(err)
 				}
 			}
 			<-done
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			b.ReportMetric((cpuTime()-cpu).Seconds()*1000/float64(b.N), "cpu-ms/msg")
+			b.ReportMetric((systemCPU()-cpu).Seconds()*1000/float64(b.N), "cpu-ms/msg")
 			reportLatency(b, "publish-to-consume", lat)
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
@@ -85,12 +86,27 @@ type jobStack struct {
 	clientNC *nats.Conn
 	client   *producer.Client
 	worker   *worker.Worker
+	// cpu is the whole system's CPU so far: this process's, and the
+	// servers' when they are processes of their own.
+	cpu func() time.Duration
 }
 
 func startStack(b *testing.B, exec worker.Executor, concurrency int, topo broker.Topology, conf ...string) *jobStack {
 	b.Helper()
-	nc := server(b, conf...)
-	s := &jobStack{url: nc.ConnectedUrl(), workerNC: nc}
+	return startStackOn(b, server(b, conf...), cpuTime, exec, concurrency, topo)
+}
+
+// startClusterStack is startStack on a three-server cluster of its own,
+// with every stream and bucket replicated three times.
+func startClusterStack(b *testing.B, exec worker.Executor, concurrency int) *jobStack {
+	b.Helper()
+	nc, c := clusterConn(b)
+	return startStackOn(b, nc, func() time.Duration { return cpuTime() + c.CPUTime() }, exec, concurrency, broker.Topology{Replicas: 3})
+}
+
+func startStackOn(b *testing.B, nc *nats.Conn, cpu func() time.Duration, exec worker.Executor, concurrency int, topo broker.Topology) *jobStack {
+	b.Helper()
+	s := &jobStack{url: nc.ConnectedUrl(), workerNC: nc, cpu: cpu}
 	ctx := context.Background()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -149,6 +165,12 @@ func BenchmarkNoopPath(b *testing.B) {
 	b.Run("pipelined-fsync", func(b *testing.B) {
 		measureJobs(b, startStack(b, noopExecutor{}, *pipelinedConcurrency, broker.Topology{}, syncAlways), "pipelined")
 	})
+	// As on a cluster: three servers (processes of their own, whose CPU is
+	// counted), every stream and bucket replicated three times, each write
+	// acknowledged once two servers have it.
+	b.Run("pipelined-R3", func(b *testing.B) {
+		measureJobs(b, startClusterStack(b, noopExecutor{}, *pipelinedConcurrency), "pipelined")
+	})
 }
 
 // syncAlways is nats.conf's JetStream setting: fsync every write.
@@ -197,7 +219,7 @@ func measureJobs(b *testing.B, s *jobStack, mode string) {
 	}
 
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := s.cpu()
 	for range b.N {
 		id := schema.NewJobID()
 		now := time.Now().UTC()
@@ -217,7 +239,7 @@ func measureJobs(b *testing.B, s *jobStack, mode string) {
 		}
 	}
 	b.StopTimer()
-	cpu = cpuTime() - cpu
+	cpu = s.cpu() - cpu
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/job")
 	if mode == "sequential" { // pipelined, they are queueing
@@ -370,6 +392,7 @@ func classify(m *nats.Msg) (who, op string) {
 const childEnv = "WINCH_BENCH_CHILD_WORKER"
 
 func TestMain(m *testing.M) {
+	testenv.ServerChildMain()
 	flag.Parse()
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childWorker())

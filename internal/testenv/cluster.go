@@ -241,3 +241,30 @@ func (c *Cluster) WaitCurrent(ctx context.Context, js jetstream.JetStream, strea
 		}
 	}
 }
+
+// CPUTime is the user and system CPU that the servers running now have
+// used (from /proc), for benchmarks that count the whole system's CPU.
+func (c *Cluster) CPUTime() time.Duration {
+	var total time.Duration
+	for _, s := range c.servers {
+		if s.cmd == nil || s.cmd.ProcessState != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (which may hold spaces, so
+		// cut at its closing parenthesis): utime and stime are the 12th
+		// and 13th, in clock ticks of 1/100 s on Linux.
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		fields := strings.Fields(rest)
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,50 @@ func TestServerNeedsADataDir(t *testing.T) {
 	}
 	if _, err := broker.NewServer(broker.ServerConfig{ListenURL: "http://x", DataDir: os.TempDir()}); err == nil {
 		t.Fatal("a non-nats listen URL was accepted")
+	}
+}
+
+// TestServerSync: how often JetStream syncs is chosen, not left to chance:
+// "always", a duration, or the config file's (else the server's default).
+func TestServerSync(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	conf := dir + "/nats.conf"
+	if err := os.WriteFile(conf, []byte("jetstream { sync_interval: always }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, sync, file string
+		want             bool
+		wantErr          string
+	}{
+		{name: "server default", want: false},
+		{name: "always", sync: "always", want: true},
+		{name: "interval", sync: "1s", want: false},
+		{name: "the file's", file: conf, want: true},
+		{name: "not a setting", sync: "often", wantErr: `want "always" or a duration`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, err := broker.NewServer(broker.ServerConfig{ConfigFile: tt.file, ListenURL: "nats://127.0.0.1:0",
+				DataDir: t.TempDir(), Sync: tt.sync, Name: "sync-" + strconv.Itoa(i)})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("sync %q: error %v, want one saying %q", tt.sync, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Stop()
+			if got := srv.SyncAlways(); got != tt.want {
+				t.Fatalf("sync always: %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -29,6 +29,12 @@ type ServerConfig struct {
 	// NoMonitoring turns off the config file's monitoring port (tests run
 	// several servers from one file).
 	NoMonitoring bool
+	// Sync is how often JetStream syncs its files to disk: "always" (each
+	// write, before it is acknowledged), a duration, or empty for the
+	// config file's setting or else the server's default (every 2 minutes:
+	// a crash of the process loses nothing, a power cut may lose what was
+	// acknowledged since the last sync).
+	Sync string
 }
 
 // Server is an embedded NATS server with JetStream: the same server code as
@@ -65,6 +71,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.DataDir != "" {
 		opts.StoreDir = cfg.DataDir
 	}
+	switch cfg.Sync {
+	case "":
+	case "always":
+		opts.SyncAlways = true
+	default:
+		d, err := time.ParseDuration(cfg.Sync)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("nats server: sync %q: want \"always\" or a duration like 1s or 2m", cfg.Sync)
+		}
+		opts.SyncAlways, opts.SyncInterval = false, d
+	}
 	if opts.StoreDir == "" {
 		return nil, errors.New("nats server: a data directory is required (WINCH_DATA_DIR, or store_dir in the config file)")
 	}
@@ -100,6 +117,10 @@ func (s *Server) Start(ctx context.Context) error {
 
 // ClientURL is the URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// SyncAlways reports whether JetStream syncs every write before it
+// acknowledges it.
+func (s *Server) SyncAlways() bool { return s.ns.JetStreamConfig().SyncAlways }
 
 // StoreDir is where JetStream keeps its files.
 func (s *Server) StoreDir() string { return s.ns.StoreDir() }

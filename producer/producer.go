@@ -91,7 +91,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
 	subject := broker.JobSubject(req.Queue, req.ID, req.Principal)
-	ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(broker.JobsStream))
+	ack, err := c.publishRequest(ctx, subject, data, req.ID)
 	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
 		return Submitted{}, fmt.Errorf("%w: you may not publish requests as %q on queue %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)",
 			ErrNotPermitted, req.Principal, req.Queue)
@@ -105,6 +105,34 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	// Nothing else is written: the request in the queue is the job's
 	// record until a worker claims it (see Status and List).
 	return Submitted{Request: req, Duplicate: ack.Duplicate}, nil
+}
+
+// FailoverWait bounds how long Submit waits for the requests stream to
+// answer again when it exists but does not answer: a cluster electing a new
+// leader for it takes seconds (README: one server or three).
+const FailoverWait = 20 * time.Second
+
+// publishRequest publishes a request and waits for the stream to have it.
+// When the stream does not answer, it is either not there (no topology:
+// said at once) or between leaders (a server of a cluster was lost): then
+// the same request is published again until it is stored; its id, the
+// message id, makes a repeat one the stream drops.
+func (c *Client) publishRequest(ctx context.Context, subject string, data []byte, id string) (*jetstream.PubAck, error) {
+	deadline := time.Now().Add(FailoverWait)
+	for {
+		ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectStream(broker.JobsStream))
+		if err == nil || !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
+			return ack, err
+		}
+		if _, serr := c.js.Stream(ctx, broker.JobsStream); errors.Is(serr, jetstream.ErrStreamNotFound) {
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			return ack, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Status returns the job's latest state: what its worker recorded or, for a

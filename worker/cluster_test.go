@@ -59,23 +59,15 @@ func TestClusterServerLoss(t *testing.T) {
 	}
 	startsPath := filepath.Join(dir, "starts.log")
 
-	// submit publishes a request until the broker acknowledges it; the
-	// same job id makes a retried publish a duplicate the stream drops.
+	// submit publishes a request as winch run does: Submit waits through
+	// a failover for the requests stream to have it.
 	var all []chaosJob
 	submit := func(j chaosJob) {
-		req := schema.Request{ID: schema.NewJobID(), Command: j.command, Params: j.params, Queue: e.Queue, Principal: "tester"}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err := e.Client.Submit(ctx, req)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("submit %s: no acknowledgement for 30s: %v", req.ID, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		sub, err := e.Client.Submit(ctx, schema.Request{Command: j.command, Params: j.params, Queue: e.Queue, Principal: "tester"})
+		if err != nil {
+			t.Fatalf("submit %s: %v", j.command, err)
 		}
-		j.id = req.ID
+		j.id = sub.Request.ID
 		all = append(all, j)
 	}
 

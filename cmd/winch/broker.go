@@ -16,13 +16,20 @@ type BrokerCmd struct {
 	Config  string `short:"c" env:"WINCH_NATS_CONFIG" type:"existingfile" help:"nats-server configuration file (see nats.conf); without it, listen on --nats-url."`
 	DataDir string `env:"WINCH_DATA_DIR" help:"Where JetStream keeps its files, when the config file sets no store_dir."`
 	Ensure  bool   `default:"true" negatable:"" help:"Create winch's streams and buckets at start."`
+	Sync    string `env:"WINCH_NATS_SYNC" placeholder:"always|DURATION" help:"How often JetStream syncs to disk. Without -c the default is always: one server must not lose an acknowledged request to a power cut. With -c, the file's sync_interval."`
 }
 
 // Run serves until SIGTERM or SIGINT.
 func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.serviceLogger()
-	cfg := broker.ServerConfig{ConfigFile: c.Config, DataDir: c.DataDir, Name: "winch-broker", Logger: log}
+	cfg := broker.ServerConfig{ConfigFile: c.Config, DataDir: c.DataDir, Name: "winch-broker", Logger: log, Sync: c.Sync}
 	if c.Config == "" {
+		// One server, no file: nothing else keeps a copy of an
+		// acknowledged request, so sync each write (BENCHMARKS.md: what
+		// it costs). winch dev keeps the server's default instead.
+		if cfg.Sync == "" {
+			cfg.Sync = "always"
+		}
 		// Without a config file: listen where clients look, keep data in the
 		// default data dir.
 		cfg.ListenURL = g.NatsURL
@@ -55,7 +62,7 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("create streams: %w", err)
 		}
 	}
-	log.Info("winch broker ready", "url", srv.ClientURL(), "store_dir", srv.StoreDir())
+	log.Info("winch broker ready", "url", srv.ClientURL(), "store_dir", srv.StoreDir(), "sync_always", srv.SyncAlways())
 	<-ctx.Done()
 	log.Info("stopping")
 	return nil

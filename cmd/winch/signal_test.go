@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -134,4 +136,37 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBrokerSyncsEveryWriteByDefault: `winch broker` without a config file
+// is one server that nothing backs up, so it syncs each write before it
+// acknowledges it; WINCH_NATS_SYNC chooses otherwise.
+func TestBrokerSyncsEveryWriteByDefault(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ sync, want string }{{"", `"sync_always":true`}, {"2m", `"sync_always":false`}} {
+		t.Run("sync="+tt.sync, func(t *testing.T) {
+			t.Parallel()
+			url := "nats://127.0.0.1:" + strconv.Itoa(freePort(t))
+			cmd, lines := startWinch(t, []string{"WINCH_NATS_URL=" + url, "WINCH_DATA_DIR=" + t.TempDir(), "WINCH_NATS_SYNC=" + tt.sync}, "broker")
+			for lines.Scan() && !strings.Contains(lines.Text(), "winch broker ready") {
+			}
+			if !strings.Contains(lines.Text(), tt.want) {
+				t.Errorf("WINCH_NATS_SYNC=%q: the broker says %s, want %s", tt.sync, lines.Text(), tt.want)
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			for lines.Scan() {
+			}
+			_ = cmd.Wait()
+		})
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 )
@@ -146,7 +146,7 @@ func TestBrokerSyncsEveryWriteByDefault(t *testing.T) {
 	for _, tt := range []struct{ sync, want string }{{"", `"sync_always":true`}, {"2m", `"sync_always":false`}} {
 		t.Run("sync="+tt.sync, func(t *testing.T) {
 			t.Parallel()
-			url := "nats://127.0.0.1:" + strconv.Itoa(freePort(t))
+			url := "nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 			cmd, lines := startWinch(t, []string{"WINCH_NATS_URL=" + url, "WINCH_DATA_DIR=" + t.TempDir(), "WINCH_NATS_SYNC=" + tt.sync}, "broker")
 			for lines.Scan() && !strings.Contains(lines.Text(), "winch broker ready") {
 			}
@@ -161,12 +161,3 @@ func TestBrokerSyncsEveryWriteByDefault(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}

@@ -73,7 +73,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	dir := tb.TempDir()
 	ports := make([]int, 2*n)
 	for i := range ports {
-		ports[i] = freePort(tb)
+		ports[i] = FreePort(tb)
 	}
 	var routes []string
 	for i := range n {
@@ -109,7 +109,8 @@ cluster {
 	return c
 }
 
-func freePort(tb testing.TB) int {
+// FreePort is a TCP port on loopback that nothing listened on a moment ago.
+func FreePort(tb testing.TB) int {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -160,4 +160,3 @@ func TestBrokerSyncsEveryWriteByDefault(t *testing.T) {
 		})
 	}
 }
-

@@ -215,7 +215,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.srv = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		// No ReadTimeout: it would end event streams; submit bounds the
+		// reading of its body itself.
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
@@ -256,6 +257,16 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.serving.Wait()
 	return err
+}
+
+// Routes lists the API's routes as "METHOD /pattern", this document's
+// own included.
+func (s *Server) Routes() []string {
+	out := []string{"GET /v1/openapi.json"}
+	for _, r := range s.routes {
+		out = append(out, r.method+" "+r.pattern)
+	}
+	return out
 }
 
 // route is one API route; the OpenAPI test checks the document against

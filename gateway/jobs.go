@@ -136,6 +136,7 @@ func linksOf(id string) Links {
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(30 * time.Second))
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -349,9 +349,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ Identity) {
 
 // CancelResult is the workers' decision on a cancel.
 type CancelResult struct {
-	JobID   string          `json:"job_id"`
-	Outcome schema.ControlOutcome  `json:"outcome"`
-	State   schema.JobState `json:"state"`
+	JobID   string                `json:"job_id"`
+	Outcome schema.ControlOutcome `json:"outcome"`
+	State   schema.JobState       `json:"state"`
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request, id Identity) {

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/goccy/go-yaml"
@@ -158,7 +160,10 @@ func newOIDC(ctx context.Context, cfg OIDCConfig) (*oidcVerifier, error) {
 	if cfg.RolesClaim == "" {
 		cfg.RolesClaim = "roles"
 	}
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, nil), cfg.Issuer)
+	// The provider keeps this context to fetch the issuer's keys as they
+	// rotate, for the gateway's whole life: not the start's deadline.
+	keep := oidc.ClientContext(context.WithoutCancel(ctx), &http.Client{Timeout: 10 * time.Second})
+	p, err := oidc.NewProvider(keep, cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("OIDC issuer %s: %w", cfg.Issuer, err)
 	}

@@ -23,12 +23,15 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
 }
+
+// show replaces the page's content, leaving out what is null.
+function show(...nodes) { main.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false)); }
 
 function svg(tag, attrs) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
@@ -128,7 +131,7 @@ function viewSignIn() {
     h("p", { class: "help", id: "token-help" }, "A token from the gateway's tokens file (winch dev keeps one in its data dir), or an OpenID Connect ID token from your organisation's issuer.")),
   err,
   h("button", { class: "primary", type: "submit" }, "Sign in"));
-  main.replaceChildren(form);
+  show(form);
   input.focus();
 }
 
@@ -155,7 +158,7 @@ async function viewRun(name) {
   } else {
     right.append(commandForm(cmd));
   }
-  main.replaceChildren(h("h1", { class: "hide-narrow" }, "Run"), h("div", { class: "cols" }, tree, right));
+  show(h("h1", { class: "hide-narrow" }, "Run"), h("div", { class: "cols" }, tree, right));
   if (cmd) { const first = right.querySelector("input, select"); if (first) first.focus(); }
 }
 
@@ -342,11 +345,11 @@ async function viewJob(id) {
     if (ev.kind === "started") state.started_at = ev.time;
     if (ev.kind === "finished" || ev.kind === "rejected") { state.finished_at = ev.time; if (ev.exit_code !== undefined) state.exit_code = ev.exit_code; }
     const detail = ev.kind === "log" ? ev.data.length + " bytes of " + ev.stream : [ev.state, ev.reason, ev.error, ev.worker && "on " + ev.worker, ev.image].filter(Boolean).join(" · ");
-    events.append(h("tr", {}, h("td", { class: "mono" }, ev.attempt + "." + ev.seq), h("td", {}, fmtTime(ev.time)),
+    events.append(h("tr", {}, h("td", { class: "mono nowrap" }, ev.attempt + "." + ev.seq), h("td", {}, fmtTime(ev.time)),
       h("td", {}, ev.kind), h("td", { class: "mono" }, detail)));
     showFacts();
   }
-  main.replaceChildren(
+  show(
     h("div", { class: "jobhead" }, h("h1", {}, id), badge, cancel),
     fromAudit ? h("p", { class: "muted" }, "From the audit store: NATS no longer keeps this job.") : null,
     h("div", { class: "grid2" },
@@ -400,7 +403,7 @@ function chart(buckets, since) {
       r.append(t); s.append(r);
     }
   }
-  for (let m = 0; m <= minutes; m += 60) {
+  for (let m = 0; m <= minutes - 30; m += 60) {
     const t = svg("text", { x: pad + m * bw, y: H + 15, "font-size": 11, fill: "#59636e" });
     t.textContent = new Date(start + m * 60000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     s.append(t);
@@ -441,7 +444,7 @@ async function viewJobs(query) {
     for (const [k, el] of [["state", state], ["principal", principal], ["command", command], ["queue", queue], ["hours", hours]]) if (el.value) q.set(k, el.value);
     location.hash = "#/jobs?" + q.toString();
   };
-  main.replaceChildren(h("h1", {}, "Jobs"),
+  show(h("h1", {}, "Jobs"),
     h("section", { class: "panel" }, h("h2", {}, "Jobs per minute"), chartBox,
       h("div", { class: "legend", "aria-hidden": "true" }, STATES.map((s) => h("span", { class: "sw-" + s }, s))),
       h("div", { class: "row" }, filterField("f-hours", "Over the last", hours))),
@@ -485,7 +488,7 @@ async function viewAudit(query) {
   } },
   fields.map(([k, l]) => filterField("a-" + k, l, inputs[k])), filterField("a-status", "Status", inputs.status),
   h("button", { type: "submit", class: "primary" }, "Search"));
-  main.replaceChildren(h("h1", {}, "Audit"), me.audit ? null : h("p", { class: "problem" }, "This gateway has no audit store (WINCH_CLICKHOUSE_DSN)."),
+  show(h("h1", {}, "Audit"), me.audit ? null : h("p", { class: "problem" }, "This gateway has no audit store (WINCH_CLICKHOUSE_DSN)."),
     form, h("section", { class: "panel" }, status, jobsTable(body)));
   if (!me.audit) return;
   const q = new URLSearchParams(query);
@@ -519,7 +522,7 @@ async function route() {
     }
     document.title = "winch · " + (parts[0] || "run");
   } catch (x) {
-    if (token()) main.replaceChildren(h("h1", {}, "Something went wrong"), problemBox(x));
+    if (token()) show(h("h1", {}, "Something went wrong"), problemBox(x));
   }
 }
 

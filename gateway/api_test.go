@@ -339,6 +339,7 @@ func TestBadBodiesPublishNothing(t *testing.T) {
 		{"an array", `[1,2]`, 400, "must be a JSON object"},
 		{"unknown field", `{"command":"core.echo","text":"hi"}`, 400, `unknown field "text": a submit takes command, params, queue, timeout`},
 		{"a principal", `{"command":"core.echo","principal":"ada"}`, 400, `"principal" is not a field`},
+		{"a name in another case", `{"Command":"core.echo","params":{"text":"a"}}`, 400, `unknown field "Command"`},
 		{"command of the wrong type", `{"command":7}`, 400, `"command" must be a string, not number`},
 		{"params of the wrong type", `{"command":"core.echo","params":["hi"]}`, 400, `"params" must be an object of parameters by name`},
 		{"two values", `{"command":"core.echo","params":{"text":"a"}} {}`, 400, "more than one JSON value"},

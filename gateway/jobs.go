@@ -59,6 +59,15 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return SubmitRequest{}, &errBody{"the body holds more than one JSON value: send one object"}
 	}
+	// encoding/json matches names regardless of case; the API does not.
+	var names map[string]json.RawMessage
+	if err := json.Unmarshal(data, &names); err == nil {
+		for name := range names {
+			if !slices.Contains(submitFields, name) {
+				return SubmitRequest{}, &errBody{fmt.Sprintf("unknown field %q: a submit takes %s (names are lower case; parameters go inside \"params\")", name, strings.Join(submitFields, ", "))}
+			}
+		}
+	}
 	if req.Command == "" {
 		return SubmitRequest{}, &errBody{`"command" is required: module.command, like core.echo (GET /v1/commands lists them)`}
 	}

@@ -521,3 +521,59 @@ func TestJobsPerMinuteWithoutAudit(t *testing.T) {
 		t.Fatalf("audit without a store: %+v", p)
 	}
 }
+
+// Followers of one job share the gateway's one reading of it; each gets
+// every event once and in order, whether it came early, late, or after
+// the gateway let go of what it missed (a small StreamBuffer).
+func TestManyFollowersOfOneJob(t *testing.T) {
+	t.Parallel()
+	for _, buffer := range []int{0, 2048} {
+		t.Run(fmt.Sprintf("buffer %d", buffer), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, options{limits: gateway.Limits{StreamBuffer: buffer}})
+			id := f.submit(aliceToken, "gw.chatty", map[string]any{"count": 200, "pause": 0.005})
+			results := make(chan string, 12)
+			for i := range 12 {
+				go func() {
+					time.Sleep(time.Duration(i) * 100 * time.Millisecond)
+					events := f.followQuiet(aliceToken, id)
+					var b strings.Builder
+					for j, ev := range events {
+						if j > 0 && ev.Event.Seq != events[j-1].Event.Seq+1 {
+							results <- fmt.Sprintf("follower %d: seq %d after %d", i, ev.Event.Seq, events[j-1].Event.Seq)
+							return
+						}
+						b.WriteString(ev.Event.Data)
+					}
+					if events[len(events)-1].Event.State != schema.StateSucceeded || strings.Count(b.String(), "line ") != 200 {
+						results <- fmt.Sprintf("follower %d: %d lines, ends %s", i, strings.Count(b.String(), "line "), events[len(events)-1].Kind)
+						return
+					}
+					results <- ""
+				}()
+			}
+			for range 12 {
+				if r := <-results; r != "" {
+					t.Error(r)
+				}
+			}
+		})
+	}
+}
+
+// followQuiet is follow for other goroutines: errors come back empty.
+func (f *fixture) followQuiet(token, id string) []sseEvent {
+	ctx, cancel := context.WithTimeout(f.t.Context(), 60*time.Second)
+	defer cancel()
+	resp, err := f.openEvents(ctx, token, id, 0)
+	if err != nil {
+		return []sseEvent{{}}
+	}
+	defer resp.Body.Close()
+	var out []sseEvent
+	_ = readSSE(f.t, resp.Body, func(ev sseEvent) bool { out = append(out, ev); return true })
+	if len(out) == 0 {
+		return []sseEvent{{}}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,19 +83,55 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 	if st.State.Terminal() {
 		mode = producer.Replay // over: what the stream has is all there is
 	}
-	_, err = s.cfg.Client.FollowAfter(ctx, job, after, mode, func(ev schema.Event, seq uint64) error {
+	hb := s.hubs.join(ctx, job, mode)
+	defer s.hubs.release(job, hb)
+	pos := after
+	for {
+		batch, gone, done, herr, changed := hb.next(pos)
+		if gone {
+			// The hub has let go of what this follower needs: it reads on
+			// from a consumer of its own.
+			s.followAlone(ctx, sw, job, pos, mode, id)
+			return
+		}
+		for _, f := range batch {
+			if sw.write(string(f.data)) != nil {
+				return
+			}
+			pos = f.seq
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		if done {
+			if errors.Is(herr, producer.ErrNoEvents) && after == 0 {
+				// A job older than the events stream keeps: its end, from its state.
+				data, _ := json.Marshal(st.FinalEvent())
+				_ = sw.write(fmt.Sprintf("event: %s\ndata: %s\n\n", st.FinalEvent().Kind, data))
+			} else if herr != nil && ctx.Err() == nil && !errors.Is(herr, producer.ErrNoEvents) {
+				s.log.Info("event stream ended", "job", job, "principal", id.Principal, "why", herr)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// followAlone streams the job's events after pos from a consumer of this
+// follower's own.
+func (s *Server) followAlone(ctx context.Context, sw *sseWriter, job string, pos uint64, mode producer.FollowMode, id Identity) {
+	_, err := s.cfg.Client.FollowAfter(ctx, job, pos, mode, func(ev schema.Event, seq uint64) error {
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return err
 		}
 		return sw.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", seq, ev.Kind, data))
 	})
-	switch {
-	case errors.Is(err, producer.ErrNoEvents) && after == 0:
-		// A job older than the events stream keeps: its end, from its state.
-		data, _ := json.Marshal(st.FinalEvent())
-		_ = sw.write(fmt.Sprintf("event: %s\ndata: %s\n\n", st.FinalEvent().Kind, data))
-	case err != nil && ctx.Err() == nil:
+	if err != nil && ctx.Err() == nil && !errors.Is(err, producer.ErrNoEvents) {
 		s.log.Info("event stream ended", "job", job, "principal", id.Principal, "why", err)
 	}
 }
@@ -125,5 +162,8 @@ func (s *sseWriter) write(frame string) error {
 		s.broken = err
 		return err
 	}
+	// The deadline bounds a write, not the wait for the next event (or
+	// the end of the response).
+	_ = s.rc.SetWriteDeadline(time.Time{})
 	return nil
 }

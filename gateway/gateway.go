@@ -53,6 +53,10 @@ type Limits struct {
 	// WriteTimeout: a stream whose reader takes longer than this to accept
 	// a write is closed (default 15s); the job goes on.
 	WriteTimeout time.Duration
+	// StreamBuffer is how many bytes of a followed job's events the
+	// gateway keeps for its followers (default 32 MiB); one that falls
+	// further behind reads from NATS on its own.
+	StreamBuffer int
 	// AdmissionWait is how long a submit of a command that declares roles
 	// waits for a worker's decision, so that a refusal is a 403 (default 10s).
 	AdmissionWait time.Duration
@@ -70,6 +74,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.WriteTimeout <= 0 {
 		l.WriteTimeout = 15 * time.Second
+	}
+	if l.StreamBuffer <= 0 {
+		l.StreamBuffer = 32 << 20
 	}
 	if l.AdmissionWait <= 0 {
 		l.AdmissionWait = 10 * time.Second
@@ -107,6 +114,7 @@ type Server struct {
 	log     *slog.Logger
 	auth    *authenticator
 	streams *streamLimiter
+	hubs    *hubs
 	mux     *http.ServeMux
 	routes  []route
 
@@ -116,6 +124,8 @@ type Server struct {
 	stopBase context.CancelFunc
 	serving  sync.WaitGroup
 	https    bool
+	// stopCatalog ends the watch that keeps the catalog in memory.
+	stopCatalog func()
 }
 
 // New checks cfg and builds the gateway; Start listens.
@@ -144,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("no way to sign in: set WINCH_TOKENS_FILE or WINCH_TOKENS (token hashes), or WINCH_OIDC_ISSUER")
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, auth: &authenticator{tokens: tokens},
-		streams: newStreamLimiter(cfg.Limits.StreamsPerPrincipal)}
+		streams: newStreamLimiter(cfg.Limits.StreamsPerPrincipal), hubs: newHubs(cfg.Client, cfg.Limits.StreamBuffer)}
 	s.routes = s.apiRoutes()
 	s.mux = http.NewServeMux()
 	for _, r := range s.routes {
@@ -197,14 +207,21 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.auth.oidc = v
 	}
+	stopCatalog, err := s.cfg.Client.KeepCatalog(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	s.stopCatalog = stopCatalog
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
+		stopCatalog()
 		return fmt.Errorf("gateway: listen on %s: %w (set WINCH_HTTP_ADDR to another address)", s.cfg.Addr, err)
 	}
 	if s.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			ln.Close()
+			stopCatalog()
 			return fmt.Errorf("gateway: WINCH_TLS_CERT/WINCH_TLS_KEY: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
@@ -256,6 +273,8 @@ func (s *Server) Stop(ctx context.Context) error {
 		_ = s.srv.Close()
 	}
 	s.serving.Wait()
+	s.hubs.wait()
+	s.stopCatalog()
 	return err
 }
 

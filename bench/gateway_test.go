@@ -298,4 +298,3 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
-

@@ -55,7 +55,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.Limits.WriteTimeout}
-	if err := sw.write("retry: 2000\n\n"); err != nil {
+	if err := sw.write([]byte("retry: 2000\n\n")); err != nil {
 		return
 	}
 	ctx := r.Context()
@@ -71,7 +71,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 			case <-beats:
 				return
 			case <-t.C:
-				if sw.write(": keep-alive\n\n") != nil {
+				if sw.write([]byte(": keep-alive\n\n")) != nil {
 					return
 				}
 			}
@@ -95,7 +95,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 			return
 		}
 		for _, f := range batch {
-			if sw.write(string(f.data)) != nil {
+			if sw.write(f.data) != nil {
 				return
 			}
 			pos = f.seq
@@ -104,12 +104,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 			continue
 		}
 		if done {
+			if herr != nil && !errors.Is(herr, producer.ErrNoEvents) && ctx.Err() == nil {
+				// The hub's reading failed; this follower reads on alone.
+				s.followAlone(ctx, sw, job, pos, mode, id)
+				return
+			}
 			if errors.Is(herr, producer.ErrNoEvents) && after == 0 {
 				// A job older than the events stream keeps: its end, from its state.
 				data, _ := json.Marshal(st.FinalEvent())
-				_ = sw.write(fmt.Sprintf("event: %s\ndata: %s\n\n", st.FinalEvent().Kind, data))
-			} else if herr != nil && ctx.Err() == nil && !errors.Is(herr, producer.ErrNoEvents) {
-				s.log.Info("event stream ended", "job", job, "principal", id.Principal, "why", herr)
+				_ = sw.write(fmt.Appendf(nil, "event: %s\ndata: %s\n\n", st.FinalEvent().Kind, data))
 			}
 			return
 		}
@@ -129,7 +132,7 @@ func (s *Server) followAlone(ctx context.Context, sw *sseWriter, job string, pos
 		if err != nil {
 			return err
 		}
-		return sw.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", seq, ev.Kind, data))
+		return sw.write(fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", seq, ev.Kind, data))
 	})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, producer.ErrNoEvents) {
 		s.log.Info("event stream ended", "job", job, "principal", id.Principal, "why", err)
@@ -147,14 +150,14 @@ type sseWriter struct {
 	broken  error
 }
 
-func (s *sseWriter) write(frame string) error {
+func (s *sseWriter) write(frame []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken != nil {
 		return s.broken
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	if _, err := s.w.Write([]byte(frame)); err != nil {
+	if _, err := s.w.Write(frame); err != nil {
 		s.broken = err
 		return err
 	}

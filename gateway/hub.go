@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -75,6 +76,15 @@ func (hs *hubs) join(ctx context.Context, job string, mode producer.FollowMode) 
 			return nil
 		})
 		h.finish(err)
+		if err != nil && !errors.Is(err, producer.ErrNoEvents) {
+			// A hub that failed (NATS went away) is no one's to join: the
+			// next follower starts a new one.
+			hs.mu.Lock()
+			if hs.byJob[job] == h {
+				delete(hs.byJob, job)
+			}
+			hs.mu.Unlock()
+		}
 	})
 	return h
 }

@@ -94,6 +94,19 @@ func js[T any](t *testing.T, ctx context.Context, expr string) T {
 	return get(t, ctx, chromedp.Evaluate[T](expr))
 }
 
+// labelled checks what a keyboard or screen-reader user needs of a page:
+// every field has a label, every control is reachable with Tab (a link, a
+// button or a field, none taken out of the tab order).
+func labelled(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	bad := js[[]string](t, ctx, `Array.from(document.querySelectorAll("main input, main select, main button, main a"))
+		.filter((el) => (el.matches("input, select") && el.labels.length === 0 && !el.getAttribute("aria-label")) || el.tabIndex < 0)
+		.map((el) => el.outerHTML.slice(0, 80))`)
+	if len(bad) > 0 {
+		t.Errorf("%s: controls without a label or out of the tab order: %v", page, bad)
+	}
+}
+
 // A person signs in, runs a command from its form, watches its output and
 // state live, cancels a sleeping job and finds it in the audit search.
 func TestConsoleInABrowser(t *testing.T) {
@@ -135,6 +148,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#run-queue"), q),
 	)
 	shot(t, ctx, "2-run-form")
+	labelled(t, ctx, "the run form")
 	run(t, ctx, "submit, and see the output and the state reach succeeded",
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#job-state [data-state="succeeded"]`)),
@@ -172,6 +186,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(".chart svg rect")),
 	)
 	shot(t, ctx, "6-jobs")
+	labelled(t, ctx, "the jobs page")
 
 	found := false
 	for deadline := time.Now().Add(30 * time.Second); !found && time.Now().Before(deadline); {
@@ -187,6 +202,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal("the cancelled job is not in the audit search")
 	}
 	shot(t, ctx, "7-audit")
+	labelled(t, ctx, "the audit page")
 	run(t, ctx, "from the audit to the job page",
 		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#audit tr[data-job=%q] a`, sleeper))),
 		chromedp.WaitVisible(chromedp.CSS(`#job-state [data-state="cancelled"]`)),

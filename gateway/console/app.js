@@ -412,14 +412,14 @@ function chart(buckets, since) {
 }
 
 function jobRow(j) {
-  return h("tr", { "data-job": j.job_id }, h("td", { class: "mono" }, h("a", { href: "#/jobs/" + j.job_id }, j.job_id)),
-    h("td", { class: "mono" }, j.command || ""), h("td", {}, j.principal || ""), h("td", {}, stateBadge(j.state)),
+  return h("tr", { "data-job": j.job_id }, h("td", { class: "mono jobid" }, h("a", { href: "#/jobs/" + j.job_id, title: j.job_id }, j.job_id)),
+    h("td", { class: "mono" }, j.command || ""), h("td", { class: "hide-narrow" }, j.principal || ""), h("td", {}, stateBadge(j.state)),
     h("td", { class: "hide-narrow" }, j.queue || ""), h("td", { class: "hide-narrow" }, fmtTime(j.created_at)),
     h("td", { class: "hide-narrow" }, j.started_at ? duration(j.started_at, j.finished_at) : ""));
 }
 
 function jobsTable(body) {
-  return h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Command"), h("th", {}, "Principal"),
+  return h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Command"), h("th", { class: "hide-narrow" }, "Principal"),
     h("th", {}, "State"), h("th", { class: "hide-narrow" }, "Queue"), h("th", { class: "hide-narrow" }, "Created"), h("th", { class: "hide-narrow" }, "Duration"))), body));
 }
 

@@ -1,13 +1,16 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,7 +85,10 @@ func TestSubmitFollowAndRead(t *testing.T) {
 // it does not know, before doing anything.
 func TestEveryRouteAuthenticates(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, options{noWorker: true})
+	var logs lockedBuffer
+	f := newFixture(t, options{noWorker: true, edit: func(c *gateway.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
 	for _, r := range documentedRoutes(t) {
 		if r == "GET /v1/openapi.json" {
 			continue
@@ -114,6 +120,30 @@ func TestEveryRouteAuthenticates(t *testing.T) {
 	if n := f.queued(); n != 0 {
 		t.Fatalf("%d requests were published by unauthenticated calls", n)
 	}
+	// Tokens are never logged, accepted or not.
+	f.must(http.StatusOK, "GET", "/v1/whoami", aliceToken, "", nil)
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"queue":%q}`, f.env.Queue), nil)
+	if out := logs.String(); !strings.Contains(out, "unauthenticated request") || strings.Contains(out, aliceToken) || strings.Contains(out, "not-a-token") || strings.Contains(out, "aaa.bbb.ccc") {
+		t.Fatalf("the gateway's log:\n%s", out)
+	}
+}
+
+// lockedBuffer is a log's output, written from many handlers at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // queued is how many requests the test's queue holds.

@@ -32,10 +32,12 @@ run: images
 	./$(BIN) dev
 
 # What the tests need installed: ClickHouse (Debian's package; the tests start
-# their own servers with ops/clickhouse.sh). NATS is embedded; Docker is the
-# machine's.
+# their own servers with ops/clickhouse.sh) and Chromium (Debian's, for the
+# console's browser tests). NATS is embedded; Docker is the machine's.
 services:
 	ops/clickhouse.sh install
+	@command -v chromium >/dev/null || { echo "installing chromium"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 # A ClickHouse for development on 127.0.0.1:9000, data in .data/clickhouse:
 #   make clickhouse && WINCH_CLICKHOUSE_DSN=clickhouse://127.0.0.1:9000/winch make run
@@ -63,6 +65,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidTokens$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateParams$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./modules/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSubmit$$' -fuzztime $(FUZZTIME) ./gateway/
 
 # The kill -9 loop (worker/chaos_test.go) at full size: WINCH_CHAOS_JOBS jobs
 # while worker processes are SIGKILLed every 2-4 s; WINCH_CHAOS_SEED repeats a

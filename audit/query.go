@@ -242,3 +242,35 @@ func (s *Store) CountEvents(ctx context.Context, jobIDs ...string) (uint64, erro
 	err := s.conn.QueryRow(ctx, q+")", args...).Scan(&n)
 	return n, err
 }
+
+// Bucket is how many jobs created in one minute are in one state now.
+type Bucket struct {
+	Minute time.Time    `json:"minute"`
+	State  schema.State `json:"state"`
+	Count  uint64       `json:"count"`
+}
+
+// PerMinute counts the jobs created since, by minute of creation and
+// latest state (the console's chart), oldest minute first.
+func (s *Store) PerMinute(ctx context.Context, since time.Time) ([]Bucket, error) {
+	q := `SELECT toStartOfMinute(created) AS minute, last_state, count()
+	FROM (SELECT job_id, argMax(state, version) AS last_state, min(created_at) AS created
+		FROM ` + s.db + `.jobs WHERE created_at >= toDateTime(?) GROUP BY job_id)
+	GROUP BY minute, last_state ORDER BY minute, last_state`
+	rows, err := s.conn.Query(ctx, q, since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("count jobs per minute: %w", err)
+	}
+	defer rows.Close()
+	var out []Bucket
+	for rows.Next() {
+		var b Bucket
+		var state string
+		if err := rows.Scan(&b.Minute, &state, &b.Count); err != nil {
+			return nil, err
+		}
+		b.Minute, b.State = b.Minute.UTC(), schema.State(state)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}

@@ -397,6 +397,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childWorker())
 	}
+	if os.Getenv(gatewayChildEnv) != "" {
+		os.Exit(childGateway())
+	}
 	os.Exit(m.Run())
 }
 

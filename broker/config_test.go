@@ -16,6 +16,7 @@ import (
 func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 	t.Setenv("WINCH_NATS_WORKER_PASSWORD", "worker-pw")
 	t.Setenv("WINCH_NATS_ALICE_PASSWORD", "alice-pw")
+	t.Setenv("WINCH_NATS_GATEWAY_PASSWORD", "gateway-pw")
 	srv, err := broker.NewServer(broker.ServerConfig{ConfigFile: "../nats.conf", ListenURL: "nats://127.0.0.1:0", DataDir: t.TempDir(), NoMonitoring: true})
 	if err != nil {
 		t.Fatalf("nats.conf: %v", err)

@@ -221,8 +221,20 @@ func Reject(cur schema.JobState, req schema.Request, principal, worker string, r
 	return Decision{State: schema.JobState{
 		JobID: cur.JobID, State: schema.StateRejected, Command: req.Command, Principal: principal,
 		Queue: req.Queue, Params: req.Params, CreatedAt: createdAt, Attempt: cur.Attempt + 1, Worker: worker,
-		FinishedAt: now, Error: reason.Error(), FinalSeq: 1,
+		FinishedAt: now, Error: reason.Error(), Reason: rejectReason(reason), FinalSeq: 1,
 	}, Write: true, Verdict: Over}
+}
+
+// ErrForbidden is wrapped by the reason of a request whose principal may
+// not run its command; its rejection says so (schema.ReasonForbidden), so
+// that a front end can tell "not allowed" from "can never run".
+var ErrForbidden = errors.New("forbidden")
+
+func rejectReason(reason error) string {
+	if errors.Is(reason, ErrForbidden) {
+		return schema.ReasonForbidden
+	}
+	return ""
 }
 
 // Dead records that the job's request ran out of deliveries, unless the job

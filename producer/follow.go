@@ -31,6 +31,15 @@ const (
 // returns the last event delivered. An error from fn stops it and is
 // returned.
 func (c *Client) Follow(ctx context.Context, id string, mode FollowMode, fn func(schema.Event) error) (schema.Event, error) {
+	return c.FollowAfter(ctx, id, 0, mode, func(ev schema.Event, _ uint64) error { return fn(ev) })
+}
+
+// FollowAfter is Follow from the event after the one at stream sequence
+// after (0: from the first), giving fn each event's stream sequence too.
+// The sequence names a position in the job's history that a follower who
+// lost its connection resumes from, with no event missed or repeated (the
+// gateway's Last-Event-ID).
+func (c *Client) FollowAfter(ctx context.Context, id string, after uint64, mode FollowMode, fn func(ev schema.Event, seq uint64) error) (schema.Event, error) {
 	var last schema.Event
 	if !schema.ValidJobID(id) {
 		return last, fmt.Errorf("%w: %q is not a job id", ErrNotFound, id)
@@ -39,25 +48,40 @@ func (c *Client) Follow(ctx context.Context, id string, mode FollowMode, fn func
 	if err != nil {
 		return last, fmt.Errorf("open events stream: %w", err)
 	}
-	if mode == Replay {
-		if _, err := stream.GetLastMsgForSubject(ctx, broker.JobEventsFilter(id)); errors.Is(err, jetstream.ErrMsgNotFound) {
+	if mode == Replay || after > 0 {
+		raw, err := stream.GetLastMsgForSubject(ctx, broker.JobEventsFilter(id))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) && mode == Replay:
 			return last, fmt.Errorf("%w: %s", ErrNoEvents, id)
-		} else if err != nil {
+		case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
 			return last, fmt.Errorf("look up events of %s: %w", id, err)
+		case err == nil && raw.Sequence <= after:
+			// Nothing after the position: a replay is done, and so is a
+			// follower of a job whose last event ended it.
+			ev, decErr := schema.DecodeEvent(raw.Data)
+			if mode == Replay || (decErr == nil && ev.Terminal()) {
+				return ev, nil
+			}
 		}
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{broker.JobEventsFilter(id)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		// The client does not delete an ordered consumer when it stops; the
 		// server does once it is idle this long. The default (5m) lets a busy
 		// CLI pile up a thousand of them, the server's per-stream default limit.
 		InactiveThreshold: 10 * time.Second,
-	})
+	}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return last, fmt.Errorf("follow %s: %w", id, err)
 	}
-	it, err := cons.Messages()
+	// A small buffer per follower: a gateway may hold a thousand of them
+	// on one chatty job, and each refills as it is read.
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
 		return last, fmt.Errorf("follow %s: %w", id, err)
 	}
@@ -93,14 +117,19 @@ func (c *Client) Follow(ctx context.Context, id string, mode FollowMode, fn func
 			c.log.Warn("skip undecodable event", "subject", msg.Subject(), "err", err)
 			continue
 		}
-		if err := fn(ev); err != nil {
+		meta, metaErr := msg.Metadata()
+		var seq uint64
+		if metaErr == nil {
+			seq = meta.Sequence.Stream
+		}
+		if err := fn(ev, seq); err != nil {
 			return ev, err
 		}
 		last = ev
 		if mode == UntilDone && ev.Terminal() {
 			return last, nil
 		}
-		if meta, err := msg.Metadata(); mode == Replay && err == nil && meta.NumPending == 0 {
+		if mode == Replay && metaErr == nil && meta.NumPending == 0 {
 			return last, nil
 		}
 	}

@@ -35,6 +35,8 @@ type Client struct {
 	js    jetstream.JetStream
 	state jetstream.KeyValue
 	log   *slog.Logger
+	// catalog is kept while KeepCatalog watches the registry.
+	catalog catalogCache
 }
 
 // New binds a client to the winch topology on nc's server.

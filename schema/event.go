@@ -46,6 +46,9 @@ const (
 	// ReasonNotStarted: the command could not be started on any delivery
 	// (the container engine stayed unreachable, its image did not build).
 	ReasonNotStarted = "not_started"
+	// ReasonForbidden: a rejected request's principal lacks the roles its
+	// command declares.
+	ReasonForbidden = "forbidden"
 )
 
 // Event is one thing that happened to a job, published on

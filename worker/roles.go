@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/winchhq/winch/jobs"
 )
 
 // Roles says which roles each principal has. A command that declares roles
@@ -23,8 +25,8 @@ func (r Roles) Check(principal, command string, required []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("principal %s may not run %s: it needs one of the roles %s (the workers' WINCH_ROLES_FILE grants roles)",
-		principal, command, strings.Join(required, ", "))
+	return fmt.Errorf("%w: principal %s may not run %s: it needs one of the roles %s (the workers' WINCH_ROLES_FILE grants roles)",
+		jobs.ErrForbidden, principal, command, strings.Join(required, ", "))
 }
 
 // Has reports whether principal has role.

@@ -587,7 +587,7 @@ func TestRolesAreCheckedBeforeTheCommandRuns(t *testing.T) {
 	for _, who := range []string{"bob", "tester"} {
 		events := e.Follow(e.Submit("test.privileged", nil, as(who)))
 		end := jobtest.Last(events)
-		if len(events) != 1 || end.State != schema.StateRejected || !strings.Contains(end.Error, "principal "+who+" may not run test.privileged: it needs one of the roles dba, admin") {
+		if len(events) != 1 || end.State != schema.StateRejected || end.Reason != schema.ReasonForbidden || !strings.Contains(end.Error, "principal "+who+" may not run test.privileged: it needs one of the roles dba, admin") {
 			t.Fatalf("%s: %s %q", who, jobtest.Kinds(events), end.Error)
 		}
 	}

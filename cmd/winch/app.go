@@ -53,6 +53,7 @@ type CLI struct {
 	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
 	Modules  ModulesCmd  `cmd:"" help:"Manage modules: command packs from Git repositories."`
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
+	Gateway  GatewayCmd  `cmd:"" help:"Serve the HTTP API and web console (port 5123): run, follow and audit commands from a browser or curl."`
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
 

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/winchhq/winch/audit"
@@ -43,10 +41,10 @@ func (c *AuditListCmd) Run(ctx context.Context, g *Globals) error {
 		State: schema.State(c.Status), JobID: c.Job, Grep: c.Grep, Limit: c.Limit}
 	now := time.Now()
 	var err error
-	if f.Since, err = pointInTime(c.Since, now); err != nil {
+	if f.Since, err = audit.PointInTime(c.Since, now); err != nil {
 		return usageError("--since: %v", err)
 	}
-	if f.Until, err = pointInTime(c.Until, now); err != nil {
+	if f.Until, err = audit.PointInTime(c.Until, now); err != nil {
 		return usageError("--until: %v", err)
 	}
 	store, err := g.store(ctx)
@@ -119,7 +117,7 @@ type AuditPruneCmd struct {
 
 // Run drops old partitions.
 func (c *AuditPruneCmd) Run(ctx context.Context, g *Globals) error {
-	before, err := pointInTime(c.OlderThan, time.Now())
+	before, err := audit.PointInTime(c.OlderThan, time.Now())
 	if err != nil || before.IsZero() {
 		return usageError("--older-than %q: want a duration back like 90d or a time (RFC 3339)", c.OlderThan)
 	}
@@ -146,29 +144,6 @@ func (c *AuditPruneCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stdio.Out, "dropped %s\n", d)
 	}
 	return nil
-}
-
-// pointInTime reads "24h", "7d" (that long before now) or an RFC 3339 time;
-// empty is the zero time.
-func pointInTime(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return time.Time{}, fmt.Errorf("%q: want a number of days like 7d", s)
-		}
-		return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q: want a duration like 24h or 7d, or a time like 2026-11-28T12:00:00Z", s)
-	}
-	return now.Add(-d), nil
 }
 
 // store opens the audit store named by WINCH_CLICKHOUSE_DSN.

@@ -20,6 +20,7 @@ import (
 func TestShippedConfigServesTheCLI(t *testing.T) {
 	t.Setenv("WINCH_NATS_WORKER_PASSWORD", "worker-pw")
 	t.Setenv("WINCH_NATS_ALICE_PASSWORD", "alice-pw")
+	t.Setenv("WINCH_NATS_GATEWAY_PASSWORD", "gateway-pw")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ type DevCmd struct {
 	DataDir string `env:"WINCH_DATA_DIR" help:"Where JetStream keeps its files (default: winch under your cache dir)."`
 	WorkerFlags
 	SinkFlags
+	GatewayFlags
 }
 
 // Run serves until SIGTERM or SIGINT, then drains the worker and stops the
@@ -52,6 +53,19 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		log.Info("the audit sink runs too: events go to ClickHouse", "dsn", redactDSN(g.ClickHouseDSN))
 		stopSink := c.SinkFlags.start(ctx, g, nc, log)
 		defer stopSink()
+	}
+	if c.HTTPAddr != "off" {
+		gw, stopGateway, err := c.GatewayFlags.start(ctx, g, nc, log, devTokenPath(dir))
+		if err != nil {
+			return err
+		}
+		defer stopGateway()
+		if len(c.GatewayFlags.TokensFile+c.GatewayFlags.Tokens+c.OIDCIssuer) == 0 {
+			log.Info("console: "+gw.URL()+"/", "sign_in", "the token in "+devTokenPath(dir),
+				"curl", "export TOKEN=$(cat "+devTokenPath(dir)+")")
+		} else {
+			log.Info("console: " + gw.URL() + "/")
+		}
 	}
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))

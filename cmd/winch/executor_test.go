@@ -85,7 +85,7 @@ func TestDevRunsCommandsInContainers(t *testing.T) {
 	}
 	url := "nats://" + l.Addr().String()
 	l.Close()
-	env := []string{"WINCH_NATS_URL=" + url, "WINCH_DATA_DIR=" + t.TempDir()}
+	env := []string{"WINCH_NATS_URL=" + url, "WINCH_DATA_DIR=" + t.TempDir(), "WINCH_HTTP_ADDR=127.0.0.1:0"}
 	dev, lines := startWinch(t, env, "dev")
 	waitLog(t, lines, "commands run in docker containers")
 	waitLog(t, lines, "winch dev ready")

@@ -1,0 +1,609 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/winchhq/winch/gateway"
+	"github.com/winchhq/winch/schema"
+)
+
+// The issue's curl lines, as a Go client: submit, follow live, read the
+// job, find it in the list.
+func TestSubmitFollowAndRead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	body := fmt.Sprintf(`{"command":"core.echo","params":{"text":"hi","stderr":"oops"},"queue":%q}`, f.env.Queue)
+	var sub gateway.Submitted
+	// curl -d sends application/x-www-form-urlencoded; the body is JSON all the same.
+	h := f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &sub, "Content-Type", "application/x-www-form-urlencoded")
+	if sub.ID == "" || sub.Principal != "alice" || sub.State != schema.StateQueued || h.Get("Location") != "/v1/jobs/"+sub.ID ||
+		sub.Links.Events != "/v1/jobs/"+sub.ID+"/events" || sub.Links.Cancel != "/v1/jobs/"+sub.ID+"/cancel" {
+		t.Fatalf("submitted: %+v, Location %q", sub, h.Get("Location"))
+	}
+	events := f.follow(aliceToken, sub.ID)
+	last := events[len(events)-1]
+	if last.Kind != "finished" || last.Event.State != schema.StateSucceeded || output(events, schema.Stdout) != "hi\n" || output(events, schema.Stderr) != "oops\n" {
+		t.Fatalf("events: %s, last %+v", kinds(events), last.Event)
+	}
+	for i := 1; i < len(events); i++ {
+		if events[i].ID <= events[i-1].ID {
+			t.Fatalf("event ids do not increase: %d then %d", events[i-1].ID, events[i].ID)
+		}
+	}
+	var job gateway.Job
+	f.must(http.StatusOK, "GET", "/v1/jobs/"+sub.ID, bobToken, "", &job)
+	if job.State != schema.StateSucceeded || job.Principal != "alice" || job.ExitCode == nil || *job.ExitCode != 0 || job.Command != "core.echo" {
+		t.Fatalf("job: %+v", job)
+	}
+	// Replaying a finished job's events gives them all and ends.
+	if again := f.follow(bobToken, sub.ID); kinds(again) != kinds(events) {
+		t.Fatalf("replay: %s, want %s", kinds(again), kinds(events))
+	}
+	for _, tc := range []struct {
+		query string
+		want  bool
+	}{
+		{"?state=finished&queue=" + f.env.Queue, true},
+		{"?state=succeeded&principal=alice&command=core.echo", true},
+		{"?state=active&queue=" + f.env.Queue, false},
+		{"?principal=bob&queue=" + f.env.Queue, false},
+	} {
+		var list gateway.JobList
+		f.must(http.StatusOK, "GET", "/v1/jobs"+tc.query, aliceToken, "", &list)
+		found := false
+		for _, j := range list.Jobs {
+			found = found || j.JobID == sub.ID
+		}
+		if found != tc.want {
+			t.Errorf("list %s: found %v, want %v", tc.query, found, tc.want)
+		}
+	}
+	f.must(http.StatusBadRequest, "GET", "/v1/jobs?state=done", aliceToken, "", nil)
+	f.must(http.StatusBadRequest, "GET", "/v1/jobs?limit=0", aliceToken, "", nil)
+	f.must(http.StatusNotFound, "GET", "/v1/jobs/no-such-job", aliceToken, "", nil)
+	f.must(http.StatusNotFound, "GET", "/v1/jobs/NOT.A.JOB", aliceToken, "", nil)
+	f.must(http.StatusNotFound, "GET", "/v1/jobs/no-such-job/events", aliceToken, "", nil)
+	var who map[string]any
+	f.must(http.StatusOK, "GET", "/v1/whoami", danaToken, "", &who)
+	if who["principal"] != "dana" || fmt.Sprint(who["roles"]) != "[dba]" {
+		t.Fatalf("whoami: %v", who)
+	}
+}
+
+// Every route refuses a request without credentials, or with credentials
+// it does not know, before doing anything.
+func TestEveryRouteAuthenticates(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	f := newFixture(t, options{noWorker: true, edit: func(c *gateway.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
+	for _, r := range documentedRoutes(t) {
+		if r == "GET /v1/openapi.json" {
+			continue
+		}
+		method, path, _ := strings.Cut(r, " ")
+		path = strings.NewReplacer("{id}", "some-job", "{name}", "core.echo").Replace(path)
+		for _, auth := range []struct{ name, header string }{
+			{"no token", ""},
+			{"unknown token", "Bearer not-a-token"},
+			{"token with another scheme", "Basic " + aliceToken},
+			{"an unverifiable JWT", "Bearer aaa.bbb.ccc"},
+		} {
+			req, _ := http.NewRequestWithContext(t.Context(), method, f.url+path, strings.NewReader(`{"command":"core.echo","params":{"text":"x"}}`))
+			if auth.header != "" {
+				req.Header.Set("Authorization", auth.header)
+			}
+			resp, err := f.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Content-Type") != "application/problem+json" ||
+				resp.Header.Get("WWW-Authenticate") == "" || strings.Contains(string(data), aliceToken) {
+				t.Errorf("%s with %s: %d %s %s", r, auth.name, resp.StatusCode, resp.Header.Get("Content-Type"), data)
+			}
+		}
+	}
+	if n := f.queued(); n != 0 {
+		t.Fatalf("%d requests were published by unauthenticated calls", n)
+	}
+	// Tokens are never logged, accepted or not.
+	f.must(http.StatusOK, "GET", "/v1/whoami", aliceToken, "", nil)
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"queue":%q}`, f.env.Queue), nil)
+	if out := logs.String(); !strings.Contains(out, "unauthenticated request") || strings.Contains(out, aliceToken) || strings.Contains(out, "not-a-token") || strings.Contains(out, "aaa.bbb.ccc") {
+		t.Fatalf("the gateway's log:\n%s", out)
+	}
+}
+
+// lockedBuffer is a log's output, written from many handlers at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// queued is how many requests the test's queue holds.
+func (f *fixture) queued() uint64 { return f.env.Pending() }
+
+// A principal without the role a command declares gets a 403 naming the
+// job, whose rejection the workers recorded; one with it runs it.
+func TestWrongRoleIsForbiddenOnTheRecord(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	body := fmt.Sprintf(`{"command":"gw.privileged","queue":%q}`, f.env.Queue)
+	var p gateway.Problem
+	f.must(http.StatusForbidden, "POST", "/v1/jobs", aliceToken, body, &p)
+	if p.JobID == "" || !strings.Contains(p.Detail, "principal alice may not run gw.privileged: it needs one of the roles dba") {
+		t.Fatalf("problem: %+v", p)
+	}
+	st := f.waitState(p.JobID, schema.StateRejected)
+	if st.Principal != "alice" || st.Reason != schema.ReasonForbidden {
+		t.Fatalf("state: %+v", st)
+	}
+	events := f.follow(aliceToken, p.JobID)
+	if kinds(events) != "rejected" || events[0].Event.Principal != "alice" {
+		t.Fatalf("events: %s %+v", kinds(events), events)
+	}
+	var sub gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", danaToken, body, &sub)
+	events = f.follow(danaToken, sub.ID)
+	if output(events, schema.Stdout) != "allowed\n" {
+		t.Fatalf("dana's run: %s", kinds(events))
+	}
+}
+
+// The same Idempotency-Key from the same principal names the same job, and
+// a retried POST runs it once; another principal's key is another job.
+func TestIdempotentSubmit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	body := fmt.Sprintf(`{"command":"core.echo","params":{"text":"once"},"queue":%q}`, f.env.Queue)
+	var first, second, bobs gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &first, "Idempotency-Key", "deploy-42")
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &second, "Idempotency-Key", "deploy-42")
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", bobToken, body, &bobs, "Idempotency-Key", "deploy-42")
+	if first.ID != second.ID || first.Duplicate || !second.Duplicate || bobs.ID == first.ID || bobs.Duplicate {
+		t.Fatalf("first %+v, second %+v, bob's %+v", first, second, bobs)
+	}
+	events := f.follow(aliceToken, first.ID)
+	if output(events, schema.Stdout) != "once\n" {
+		t.Fatalf("events: %s", kinds(events))
+	}
+	f.follow(bobToken, bobs.ID)
+	// A retry after the run still names the job and runs nothing.
+	var third gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &third, "Idempotency-Key", "deploy-42")
+	if third.ID != first.ID || !third.Duplicate || third.State != schema.StateSucceeded {
+		t.Fatalf("retry after the run: %+v", third)
+	}
+	accepted := 0
+	for _, ev := range f.follow(aliceToken, first.ID) {
+		if ev.Kind == "accepted" {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("the job was accepted %d times", accepted)
+	}
+	f.must(http.StatusBadRequest, "POST", "/v1/jobs", aliceToken, body, nil, "Idempotency-Key", strings.Repeat("k", 300))
+}
+
+// A follower whose connection drops resumes with Last-Event-ID and gets
+// every event once: no gap, no repeat.
+func TestEventsResumeAfterDisconnect(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	id := f.submit(aliceToken, "gw.chatty", map[string]any{"count": 300, "pause": 0.005})
+	var got []sseEvent
+	var lastID uint64
+	for round := 0; ; round++ {
+		if round > 50 {
+			t.Fatal("the job did not end")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		resp, err := f.openEvents(ctx, aliceToken, id, lastID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("resume after %d: %d", lastID, resp.StatusCode)
+		}
+		n, ended := 0, false
+		_ = readSSE(t, resp.Body, func(ev sseEvent) bool {
+			got = append(got, ev)
+			lastID = ev.ID
+			ended = ev.Event.Terminal()
+			n++
+			return n < 25 // then drop the connection mid-stream
+		})
+		cancel() // the forced disconnect
+		resp.Body.Close()
+		if ended {
+			break
+		}
+	}
+	var lines []string
+	for i, ev := range got {
+		if i > 0 && (ev.ID <= got[i-1].ID || ev.Event.Seq != got[i-1].Event.Seq+1) {
+			t.Fatalf("event %d: id %d seq %d after id %d seq %d", i, ev.ID, ev.Event.Seq, got[i-1].ID, got[i-1].Event.Seq)
+		}
+		if ev.Event.Kind == schema.KindLog && ev.Event.Stream == schema.Stdout {
+			lines = append(lines, strings.Split(strings.TrimSuffix(ev.Event.Data, "\n"), "\n")...)
+		}
+	}
+	if len(lines) != 300 || lines[0] != "line 1" || lines[299] != "line 300" || got[0].Event.Seq != 1 {
+		t.Fatalf("%d stdout lines over %d events (first seq %d)", len(lines), len(got), got[0].Event.Seq)
+	}
+	for i, l := range lines {
+		if l != fmt.Sprintf("line %d", i+1) {
+			t.Fatalf("line %d is %q", i+1, l)
+		}
+	}
+	// Resuming after the last event ends at once.
+	resp, err := f.openEvents(t.Context(), aliceToken, id, lastID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	_ = readSSE(t, resp.Body, func(sseEvent) bool { n++; return true })
+	resp.Body.Close()
+	if n != 0 {
+		t.Fatalf("%d events after the last", n)
+	}
+	f.must(http.StatusBadRequest, "GET", "/v1/jobs/"+id+"/events", aliceToken, "", nil, "Last-Event-ID", "seven")
+}
+
+// A caller that goes away while following never stops the job.
+func TestDisconnectDoesNotStopTheJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	id := f.submit(aliceToken, "core.sleep", map[string]any{"seconds": 1})
+	ctx, cancel := context.WithCancel(t.Context())
+	resp, err := f.openEvents(ctx, aliceToken, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = readSSE(t, resp.Body, func(ev sseEvent) bool { return ev.Kind != "started" })
+	cancel()
+	resp.Body.Close()
+	f.waitState(id, schema.StateSucceeded)
+}
+
+// Only a job's own principal, or an admin, cancels it; a refusal is a 403
+// and is on the job's record.
+func TestCancelOwnAndOthersJobs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	id := f.submit(aliceToken, "core.sleep", map[string]any{"seconds": 30})
+	f.waitState(id, schema.StateRunning)
+	var p gateway.Problem
+	f.must(http.StatusForbidden, "POST", "/v1/jobs/"+id+"/cancel", bobToken, "", &p)
+	if p.JobID != id || !strings.Contains(p.Detail, "bob may not cancel job "+id+" of alice") {
+		t.Fatalf("bob's cancel: %+v", p)
+	}
+	var res gateway.CancelResult
+	f.must(http.StatusOK, "POST", "/v1/jobs/"+id+"/cancel?wait=10s", aliceToken, "", &res)
+	if res.Outcome != schema.OutcomeStopping || res.State.State != schema.StateCancelled {
+		t.Fatalf("alice's cancel: %+v", res)
+	}
+	events := f.follow(aliceToken, id)
+	refused := false
+	for _, ev := range events {
+		refused = refused || (ev.Kind == string(schema.KindCancelRefused) && ev.Event.Principal == "bob")
+	}
+	if !refused || events[len(events)-1].Event.State != schema.StateCancelled {
+		// cancel_refused may follow the end in stream order; look at all.
+		all := f.replay(id)
+		for _, ev := range all {
+			refused = refused || (ev.Kind == string(schema.KindCancelRefused) && ev.Event.Principal == "bob")
+		}
+		if !refused {
+			t.Fatalf("no cancel_refused by bob in %s", kinds(all))
+		}
+	}
+	f.must(http.StatusConflict, "POST", "/v1/jobs/"+id+"/cancel", aliceToken, "", nil)
+	// An admin cancels anyone's job; a queued one never starts.
+	bobs := f.submit(bobToken, "core.sleep", map[string]any{"seconds": 30})
+	f.waitState(bobs, schema.StateRunning)
+	f.must(http.StatusOK, "POST", "/v1/jobs/"+bobs+"/cancel?wait=10s", adaToken, "", &res)
+	if res.State.State != schema.StateCancelled || res.State.CancelledBy != "ada" {
+		t.Fatalf("ada's cancel: %+v", res.State)
+	}
+	f.must(http.StatusNotFound, "POST", "/v1/jobs/no-such-job/cancel", aliceToken, "", nil)
+	f.must(http.StatusBadRequest, "POST", "/v1/jobs/"+id+"/cancel?wait=forever", aliceToken, "", nil)
+}
+
+// replay reads every event of a job in the events stream, whatever comes
+// after its end.
+func (f *fixture) replay(id string) []sseEvent {
+	f.t.Helper()
+	var out []sseEvent
+	_, err := f.env.Client.FollowAfter(f.t.Context(), id, 0, 1, func(ev schema.Event, seq uint64) error {
+		out = append(out, sseEvent{ID: seq, Kind: string(ev.Kind), Event: ev})
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// Bad bodies are 4xx problems that say what is wrong, never a 500, and
+// publish nothing.
+func TestBadBodiesPublishNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noWorker: true, limits: gateway.Limits{MaxBody: 4096, MaxParams: 3}})
+	q := f.env.Queue
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"empty", "", 400, "the body is empty"},
+		{"not JSON", "command=core.echo", 400, "not valid JSON"},
+		{"truncated", `{"command":"core.echo"`, 400, "ends in the middle"},
+		{"an array", `[1,2]`, 400, "must be a JSON object"},
+		{"unknown field", `{"command":"core.echo","text":"hi"}`, 400, `unknown field "text": a submit takes command, params, queue, timeout`},
+		{"a principal", `{"command":"core.echo","principal":"ada"}`, 400, `"principal" is not a field`},
+		{"a name in another case", `{"Command":"core.echo","params":{"text":"a"}}`, 400, `unknown field "Command"`},
+		{"command of the wrong type", `{"command":7}`, 400, `"command" must be a string, not number`},
+		{"params of the wrong type", `{"command":"core.echo","params":["hi"]}`, 400, `"params" must be an object of parameters by name`},
+		{"two values", `{"command":"core.echo","params":{"text":"a"}} {}`, 400, "more than one JSON value"},
+		{"no command", `{"params":{}}`, 400, `"command" is required`},
+		{"too many params", `{"command":"core.env","params":{"a":1,"b":2,"c":3,"d":4}}`, 400, "more than the 3"},
+		{"too big", `{"command":"core.echo","params":{"text":"` + strings.Repeat("x", 5000) + `"}}`, 413, "larger than 4096 bytes"},
+		{"bad timeout", `{"command":"core.echo","params":{"text":"a"},"timeout":"soon"}`, 400, `"timeout" "soon"`},
+		{"unknown command", `{"command":"core.ecko","params":{"text":"a"}}`, 422, `did you mean "core.echo"`},
+		{"bad params", `{"command":"core.echo","params":{"text":5,"colour":"red"}}`, 422, "invalid parameters for core.echo: colour: not a parameter of this command; it takes stderr, text; text: want a string, got the number 5"},
+		{"missing param", `{"command":"core.echo"}`, 422, "text: required"},
+		{"bad queue", `{"command":"core.echo","params":{"text":"a"},"queue":"Not A Queue"}`, 422, `queue "Not A Queue" is not valid`},
+	} {
+		body := tc.body
+		if strings.HasPrefix(body, `{"command":"core`) && !strings.Contains(body, `"queue"`) {
+			body = strings.Replace(body, `{"command"`, fmt.Sprintf(`{"queue":%q,"command"`, q), 1)
+		}
+		before := f.queued()
+		status, h, data := f.do("POST", "/v1/jobs", aliceToken, body)
+		if f.queued() != before {
+			t.Errorf("%s: published a request", tc.name)
+		}
+		var p gateway.Problem
+		_ = json.Unmarshal(data, &p)
+		if status != tc.status || h.Get("Content-Type") != "application/problem+json" || p.Status != tc.status || !strings.Contains(p.Detail, tc.want) {
+			t.Errorf("%s: %d %s %s; want %d with %q", tc.name, status, h.Get("Content-Type"), data, tc.status, tc.want)
+		}
+	}
+	var p gateway.Problem
+	f.must(http.StatusUnprocessableEntity, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"queue":%q,"command":"core.echo","params":{"text":5}}`, q), &p)
+	if len(p.Errors) != 1 || p.Errors[0].Param != "text" {
+		t.Fatalf("param errors: %+v", p.Errors)
+	}
+	if n := f.queued(); n != 0 {
+		t.Fatalf("bad bodies published %d requests", n)
+	}
+	f.must(http.StatusMethodNotAllowed, "DELETE", "/v1/jobs", aliceToken, "", nil)
+	f.must(http.StatusNotFound, "GET", "/v1/nothing", aliceToken, "", nil)
+}
+
+// Commands come with their parameters as JSON Schema; modules as the
+// registry has them.
+func TestCommandsAndModules(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noWorker: true})
+	var list struct{ Commands []gateway.Command }
+	f.must(http.StatusOK, "GET", "/v1/commands", aliceToken, "", &list)
+	byName := map[string]gateway.Command{}
+	for _, c := range list.Commands {
+		byName[c.Name] = c
+	}
+	form, echo := byName["gw.form"], byName["core.echo"]
+	props, _ := form.Params["properties"].(map[string]any)
+	level, _ := props["level"].(map[string]any)
+	password, _ := props["password"].(map[string]any)
+	count, _ := props["count"].(map[string]any)
+	if fmt.Sprint(echo.Params["required"]) != "[text]" || fmt.Sprint(level["enum"]) != "[low high]" || level["default"] != "low" ||
+		password["format"] != "password" || password["writeOnly"] != true || count["type"] != "integer" || count["maximum"] != 9.0 ||
+		form.Commit != strings.Repeat("a", 40) || fmt.Sprint(byName["gw.privileged"].Roles) != "[dba]" {
+		t.Fatalf("commands: echo %+v, form %+v", echo, form)
+	}
+	var one gateway.Command
+	f.must(http.StatusOK, "GET", "/v1/commands/gw.chatty", aliceToken, "", &one)
+	if one.Help == "" || one.Module != "gw" {
+		t.Fatalf("gw.chatty: %+v", one)
+	}
+	var p gateway.Problem
+	f.must(http.StatusNotFound, "GET", "/v1/commands/gw.chaty", aliceToken, "", &p)
+	if !strings.Contains(p.Detail, `did you mean "gw.chatty"`) {
+		t.Fatalf("unknown command: %+v", p)
+	}
+	var mods struct{ Modules []gateway.Module }
+	f.must(http.StatusOK, "GET", "/v1/modules", aliceToken, "", &mods)
+	if len(mods.Modules) != 1 || mods.Modules[0].Name != "gw" || fmt.Sprint(mods.Modules[0].Commands) != "[chatty form privileged]" {
+		t.Fatalf("modules: %+v", mods)
+	}
+}
+
+// One principal may follow only so many streams at once; others are not
+// held back by it.
+func TestStreamsPerPrincipalAreLimited(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{limits: gateway.Limits{StreamsPerPrincipal: 1}})
+	id := f.submit(aliceToken, "core.sleep", map[string]any{"seconds": 30})
+	resp, err := f.openEvents(t.Context(), aliceToken, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	f.must(http.StatusTooManyRequests, "GET", "/v1/jobs/"+id+"/events", aliceToken, "", nil)
+	second, err := f.openEvents(t.Context(), bobToken, id, 0)
+	if err != nil || second.StatusCode != http.StatusOK {
+		t.Fatalf("bob's stream: %v %v", second.StatusCode, err)
+	}
+	second.Body.Close()
+	resp.Body.Close()
+	// Once closed, the slot is free again.
+	if !eventually(5*time.Second, func() bool {
+		r, err := f.openEvents(t.Context(), aliceToken, id, 0)
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	}) {
+		t.Fatal("alice's slot was not freed")
+	}
+	f.must(http.StatusOK, "POST", "/v1/jobs/"+id+"/cancel", aliceToken, "", nil)
+}
+
+// A reader that stops reading is cut off after the write timeout; the
+// gateway goes on serving others, and the job runs to its end.
+func TestSlowReaderDoesNotStallTheGateway(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{limits: gateway.Limits{WriteTimeout: 300 * time.Millisecond, StreamsPerPrincipal: 1}})
+	id := f.submit(aliceToken, "core.seq", map[string]any{"count": 2_000_000})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A tiny receive window, never read: the gateway's writes block.
+	_ = conn.(*net.TCPConn).SetReadBuffer(1024)
+	fmt.Fprintf(conn, "GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", id, aliceToken)
+	began := time.Now()
+	for i := 0; i < 5; i++ {
+		f.must(http.StatusOK, "GET", "/v1/jobs/"+id, bobToken, "", nil)
+	}
+	if d := time.Since(began); d > 3*time.Second {
+		t.Fatalf("other requests took %s while a reader stalled", d)
+	}
+	f.waitState(id, schema.StateSucceeded)
+	// The stalled stream was closed: alice's one slot is free again.
+	if !eventually(10*time.Second, func() bool {
+		status, _, _ := f.do("GET", "/v1/jobs/"+id+"/events?after=999999999", aliceToken, "")
+		return status == http.StatusOK
+	}) {
+		t.Fatal("the stalled stream still holds alice's slot")
+	}
+}
+
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+// The chart's counts come from the job states when there is no audit store.
+func TestJobsPerMinuteWithoutAudit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	id := f.submit(aliceToken, "core.echo", map[string]any{"text": "x"})
+	f.waitState(id, schema.StateSucceeded)
+	var out struct {
+		Source  string
+		Buckets []struct {
+			State string
+			Count int
+		}
+	}
+	f.must(http.StatusOK, "GET", "/v1/stats/jobs-per-minute?hours=1", aliceToken, "", &out)
+	n := 0
+	for _, b := range out.Buckets {
+		if b.State == "succeeded" {
+			n += b.Count
+		}
+	}
+	if out.Source != "nats" || n < 1 {
+		t.Fatalf("per minute: %+v", out)
+	}
+	f.must(http.StatusBadRequest, "GET", "/v1/stats/jobs-per-minute?hours=100", aliceToken, "", nil)
+	var p gateway.Problem
+	f.must(http.StatusServiceUnavailable, "GET", "/v1/audit/jobs", aliceToken, "", &p)
+	if !strings.Contains(p.Detail, "WINCH_CLICKHOUSE_DSN") {
+		t.Fatalf("audit without a store: %+v", p)
+	}
+}
+
+// Followers of one job share the gateway's one reading of it; each gets
+// every event once and in order, whether it came early, late, or after
+// the gateway let go of what it missed (a small StreamBuffer).
+func TestManyFollowersOfOneJob(t *testing.T) {
+	t.Parallel()
+	for _, buffer := range []int{0, 2048} {
+		t.Run(fmt.Sprintf("buffer %d", buffer), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, options{limits: gateway.Limits{StreamBuffer: buffer}})
+			id := f.submit(aliceToken, "gw.chatty", map[string]any{"count": 200, "pause": 0.005})
+			results := make(chan string, 12)
+			for i := range 12 {
+				go func() {
+					time.Sleep(time.Duration(i) * 100 * time.Millisecond)
+					events := f.followQuiet(aliceToken, id)
+					var b strings.Builder
+					for j, ev := range events {
+						if j > 0 && ev.Event.Seq != events[j-1].Event.Seq+1 {
+							results <- fmt.Sprintf("follower %d: seq %d after %d", i, ev.Event.Seq, events[j-1].Event.Seq)
+							return
+						}
+						b.WriteString(ev.Event.Data)
+					}
+					if events[len(events)-1].Event.State != schema.StateSucceeded || strings.Count(b.String(), "line ") != 200 {
+						results <- fmt.Sprintf("follower %d: %d lines, ends %s", i, strings.Count(b.String(), "line "), events[len(events)-1].Kind)
+						return
+					}
+					results <- ""
+				}()
+			}
+			for range 12 {
+				if r := <-results; r != "" {
+					t.Error(r)
+				}
+			}
+		})
+	}
+}
+
+// followQuiet is follow for other goroutines: errors come back empty.
+func (f *fixture) followQuiet(token, id string) []sseEvent {
+	ctx, cancel := context.WithTimeout(f.t.Context(), 60*time.Second)
+	defer cancel()
+	resp, err := f.openEvents(ctx, token, id, 0)
+	if err != nil {
+		return []sseEvent{{}}
+	}
+	defer resp.Body.Close()
+	var out []sseEvent
+	_ = readSSE(f.t, resp.Body, func(ev sseEvent) bool { out = append(out, ev); return true })
+	if len(out) == 0 {
+		return []sseEvent{{}}
+	}
+	return out
+}

@@ -1,0 +1,416 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/jobs"
+	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schema"
+)
+
+// SubmitRequest is the body of POST /v1/jobs. The principal is not a
+// field: it is whoever the credentials say.
+type SubmitRequest struct {
+	// Command is module.command, like core.echo.
+	Command string `json:"command"`
+	// Params by name, as JSON values of their types.
+	Params map[string]any `json:"params,omitempty"`
+	// Queue defaults to "default".
+	Queue string `json:"queue,omitempty"`
+	// Timeout bounds the run, like "30s" (the command's own applies too).
+	Timeout string `json:"timeout,omitempty"`
+}
+
+var submitFields = []string{"command", "params", "queue", "timeout"}
+
+// errBody is a body that is not a SubmitRequest; its message says what to
+// send instead.
+type errBody struct{ msg string }
+
+func (e *errBody) Error() string { return e.msg }
+
+// DecodeSubmit decodes a submit body strictly: one JSON object, known
+// fields of their types, numbers kept exact. Each error says what was
+// wrong and what to send.
+func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
+	var req SubmitRequest
+	if len(bytes.TrimSpace(data)) == 0 {
+		return req, &errBody{`the body is empty: send a JSON object like {"command": "core.echo", "params": {"text": "hi"}}`}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return SubmitRequest{}, &errBody{describeDecodeError(err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return SubmitRequest{}, &errBody{"the body holds more than one JSON value: send one object"}
+	}
+	// encoding/json matches names regardless of case; the API does not.
+	var names map[string]json.RawMessage
+	if err := json.Unmarshal(data, &names); err == nil {
+		for name := range names {
+			if !slices.Contains(submitFields, name) {
+				return SubmitRequest{}, &errBody{fmt.Sprintf("unknown field %q: a submit takes %s (names are lower case; parameters go inside \"params\")", name, strings.Join(submitFields, ", "))}
+			}
+		}
+	}
+	if req.Command == "" {
+		return SubmitRequest{}, &errBody{`"command" is required: module.command, like core.echo (GET /v1/commands lists them)`}
+	}
+	if len(req.Params) > maxParams {
+		return SubmitRequest{}, &errBody{fmt.Sprintf("%d parameters is more than the %d a request may have", len(req.Params), maxParams)}
+	}
+	return req, nil
+}
+
+func describeDecodeError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("the body is not valid JSON (at byte %d: %s): send a JSON object like {\"command\": \"core.echo\", \"params\": {\"text\": \"hi\"}}", syntax.Offset, msg)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the body ends in the middle of its JSON: send a whole object"
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return fmt.Sprintf("the body must be a JSON object, not %s", typ.Value)
+		}
+		want := "a string"
+		if strings.HasPrefix(field, "params") {
+			want = "an object of parameters by name"
+		}
+		return fmt.Sprintf("%q must be %s, not %s", field, want, typ.Value)
+	case strings.HasPrefix(msg, "unknown field "):
+		name := strings.Trim(strings.TrimPrefix(msg, "unknown field "), `"`)
+		if name == "principal" {
+			return `"principal" is not a field: a job's principal is who the credentials say`
+		}
+		return fmt.Sprintf("unknown field %q: a submit takes %s (parameters go inside \"params\")", name, strings.Join(submitFields, ", "))
+	}
+	return "the body could not be read as a submit: " + msg
+}
+
+// idempotencyKey checks the Idempotency-Key header.
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > 255 || strings.IndexFunc(k, func(c rune) bool { return c > unicode.MaxASCII || !unicode.IsPrint(c) }) >= 0 {
+		return "", errors.New("the Idempotency-Key header must be at most 255 printable ASCII characters")
+	}
+	return k, nil
+}
+
+// Submitted is the answer to a submit.
+type Submitted struct {
+	ID        string       `json:"id"`
+	Command   string       `json:"command"`
+	Queue     string       `json:"queue"`
+	Principal string       `json:"principal"`
+	State     schema.State `json:"state"`
+	// Duplicate: a request with this id (the same Idempotency-Key) was
+	// already queued; nothing new runs.
+	Duplicate bool  `json:"duplicate"`
+	Links     Links `json:"links"`
+}
+
+// Links are where to look at a job next.
+type Links struct {
+	Self    string `json:"self"`
+	Events  string `json:"events"`
+	Cancel  string `json:"cancel"`
+	Console string `json:"console"`
+}
+
+func linksOf(id string) Links {
+	p := "/v1/jobs/" + url.PathEscape(id)
+	return Links{Self: p, Events: p + "/events", Cancel: p + "/cancel", Console: "/#/jobs/" + url.PathEscape(id)}
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(30 * time.Second))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit))
+			return
+		}
+		problem(w, http.StatusBadRequest, "the body could not be read: "+err.Error())
+		return
+	}
+	body, err := DecodeSubmit(data, s.cfg.Limits.MaxParams)
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var timeout time.Duration
+	if body.Timeout != "" {
+		if timeout, err = time.ParseDuration(body.Timeout); err != nil || timeout < 0 {
+			problem(w, http.StatusBadRequest, fmt.Sprintf("\"timeout\" %q: want a duration like 30s or 10m", body.Timeout))
+			return
+		}
+	}
+	// From here the request is the gateway's to finish: a caller that goes
+	// away does not leave it half-published.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 15*time.Second)
+	defer cancel()
+	catalog, err := s.cfg.Client.Catalog(ctx)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	prepared, err := producer.Prepare(catalog, producer.RunRequest{
+		Command: body.Command, Params: body.Params, Queue: body.Queue, Principal: id.Principal,
+		IdempotencyKey: key, Timeout: timeout,
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	sub, err := s.cfg.Client.Submit(ctx, prepared)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	jobID := sub.Request.ID
+	s.log.Info("job submitted", "job", jobID, "command", prepared.Command, "principal", id.Principal, "duplicate", sub.Duplicate)
+	out := Submitted{ID: jobID, Command: sub.Request.Command, Queue: sub.Request.Queue, Principal: id.Principal,
+		State: schema.StateQueued, Duplicate: sub.Duplicate, Links: linksOf(jobID)}
+	if sub.Duplicate {
+		if st, err := s.cfg.Client.Status(ctx, jobID); err == nil {
+			out.State = st.State
+		}
+	}
+	if cmd, err := catalog.Lookup(prepared.Command); err == nil && len(cmd.Spec.Roles) > 0 {
+		// The workers decide who may run a command with roles (their
+		// WINCH_ROLES_FILE, as for the CLI); wait for that decision so that
+		// a refusal is a 403 here, and on the record there.
+		wait, stop := context.WithTimeout(ctx, s.cfg.Limits.AdmissionWait)
+		ev, err := s.cfg.Client.AwaitAdmission(wait, jobID)
+		stop()
+		switch {
+		case err == nil && ev.Kind == schema.KindRejected && ev.Reason == schema.ReasonForbidden:
+			writeProblem(w, Problem{Status: http.StatusForbidden, Detail: ev.Error, JobID: jobID})
+			return
+		case err == nil && ev.Kind == schema.KindRejected:
+			writeProblem(w, Problem{Status: http.StatusUnprocessableEntity, Detail: ev.Error, JobID: jobID})
+			return
+		case err == nil:
+			out.State = ev.State
+			if out.State == "" {
+				out.State = schema.StateRunning
+			}
+		}
+	}
+	w.Header().Set("Location", out.Links.Self)
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// fail answers with the problem err is: what the caller can fix is a 4xx
+// saying what; what is the system's is a 5xx.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	var invalid *producer.InvalidParamsError
+	var reqErr *schema.RequestError
+	switch {
+	case errors.As(err, &invalid):
+		p := Problem{Status: http.StatusUnprocessableEntity, Detail: err.Error()}
+		for _, e := range invalid.Params {
+			p.Errors = append(p.Errors, ParamProblem{Param: e.Param, Message: e.Message})
+		}
+		writeProblem(w, p)
+	case errors.Is(err, producer.ErrUnknownCommand):
+		problem(w, http.StatusUnprocessableEntity, err.Error()+" (GET /v1/commands lists them)")
+	case errors.As(err, &reqErr):
+		problem(w, http.StatusUnprocessableEntity, err.Error())
+	case errors.Is(err, producer.ErrNotFound):
+		problem(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, producer.ErrNoTopology), errors.Is(err, producer.ErrRegistryUnavailable), errors.Is(err, broker.ErrUnreachable):
+		problem(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, producer.ErrNotPermitted):
+		s.log.Error("the gateway's NATS user may not publish for this principal", "err", err)
+		problem(w, http.StatusServiceUnavailable, "the gateway's NATS user may not publish requests for this principal: give it the gateway user of nats.conf")
+	case errors.Is(err, context.DeadlineExceeded):
+		problem(w, http.StatusGatewayTimeout, "NATS did not answer in time: "+err.Error())
+	default:
+		s.log.Error("gateway request failed", "err", err)
+		problem(w, http.StatusInternalServerError, "the gateway failed: "+err.Error())
+	}
+}
+
+// Job is a job's state with where to look next.
+type Job struct {
+	schema.JobState
+	Links Links `json:"links"`
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ Identity) {
+	st, err := s.cfg.Client.Status(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Job{JobState: st, Links: linksOf(st.JobID)})
+}
+
+// stateGroups are the names the list's state filter takes beside states.
+var stateGroups = map[string][]schema.State{
+	"active":   {schema.StateQueued, schema.StateRunning},
+	"finished": {schema.StateSucceeded, schema.StateFailed, schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead},
+}
+
+var allStates = []schema.State{schema.StateQueued, schema.StateRunning, schema.StateSucceeded, schema.StateFailed,
+	schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead}
+
+// parseStates reads state=queued,running (or active, finished), repeatable.
+func parseStates(vals []string) ([]schema.State, error) {
+	var out []schema.State
+	for _, v := range vals {
+		for _, name := range strings.Split(v, ",") {
+			name = trimmed(name)
+			switch {
+			case name == "":
+			case stateGroups[name] != nil:
+				out = append(out, stateGroups[name]...)
+			case slices.Contains(allStates, schema.State(name)):
+				out = append(out, schema.State(name))
+			default:
+				return nil, fmt.Errorf("state %q is not one of queued, running, succeeded, failed, cancelled, timed_out, rejected, dead, active, finished", name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func parseLimit(s string, def, max int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, fmt.Errorf("limit %q: want a whole number from 1 to %d", s, max)
+	}
+	return n, nil
+}
+
+// JobList is a page of jobs, newest first.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
+	// Truncated: more jobs matched than the limit.
+	Truncated bool `json:"truncated"`
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ Identity) {
+	q := r.URL.Query()
+	states, err := parseStates(q["state"])
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := parseLimit(q.Get("limit"), 100, 1000)
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	list, err := s.cfg.Client.List(r.Context(), states...)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := JobList{Jobs: []Job{}}
+	for i := len(list) - 1; i >= 0; i-- {
+		st := list[i]
+		if (q.Get("principal") != "" && st.Principal != q.Get("principal")) ||
+			(q.Get("command") != "" && st.Command != q.Get("command")) ||
+			(q.Get("queue") != "" && st.Queue != q.Get("queue")) {
+			continue
+		}
+		if len(out.Jobs) == limit {
+			out.Truncated = true
+			break
+		}
+		out.Jobs = append(out.Jobs, Job{JobState: st, Links: linksOf(st.JobID)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// CancelResult is the workers' decision on a cancel.
+type CancelResult struct {
+	JobID   string                `json:"job_id"`
+	Outcome schema.ControlOutcome `json:"outcome"`
+	State   schema.JobState       `json:"state"`
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, id Identity) {
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, stop := context.WithTimeout(context.WithoutCancel(r.Context()), producer.CancelTimeout+wait+5*time.Second)
+	defer stop()
+	job := r.PathValue("id")
+	reply, err := s.cfg.Client.Cancel(ctx, job, id.Principal)
+	switch {
+	case errors.Is(err, producer.ErrRefused):
+		s.log.Info("cancel refused", "job", job, "principal", id.Principal)
+		writeProblem(w, Problem{Status: http.StatusForbidden, Detail: err.Error() + fmt.Sprintf(" (only its own principal, or one with the %q role on the workers, may)", jobs.AdminRole), JobID: job})
+		return
+	case errors.Is(err, producer.ErrFinished):
+		writeProblem(w, Problem{Status: http.StatusConflict, Detail: err.Error() + "; nothing to cancel", JobID: job})
+		return
+	case errors.Is(err, producer.ErrUndecided):
+		writeJSON(w, http.StatusAccepted, map[string]any{"job_id": job, "outcome": "undecided", "detail": err.Error()})
+		return
+	case err != nil:
+		s.fail(w, err)
+		return
+	}
+	s.log.Info("cancel", "job", job, "principal", id.Principal, "outcome", reply.Outcome)
+	st, err := s.cfg.Client.Status(ctx, job)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if reply.Outcome == schema.OutcomeStopping && wait > 0 {
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		if final, err := s.cfg.Client.Wait(waitCtx, job); err == nil {
+			st = final
+		}
+		cancel()
+	}
+	writeJSON(w, http.StatusOK, CancelResult{JobID: job, Outcome: reply.Outcome, State: st})
+}
+
+func parseWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > time.Minute {
+		return 0, fmt.Errorf("wait %q: want a duration up to 1m, like 10s", s)
+	}
+	return d, nil
+}

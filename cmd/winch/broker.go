@@ -40,9 +40,11 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer srv.Stop()
 	if c.Ensure {
-		// With authorization on, WINCH_NATS_URL carries the credentials of a
-		// user that may create streams.
-		nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: withUserInfo(srv.ClientURL(), g.NatsURL), Name: "winch-broker", Logger: log})
+		// With authorization on, WINCH_NATS_URL or WINCH_NATS_CREDS carry the
+		// credentials of a user that may create streams; with TLS on,
+		// WINCH_NATS_TLS_CA verifies the server's own certificate.
+		nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: withUserInfo(srv.ClientURL(), g.NatsURL), Name: "winch-broker", Logger: log,
+			Credentials: g.credentials()})
 		if err != nil {
 			return err
 		}

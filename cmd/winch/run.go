@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ type RunCmd struct {
 	ID             string        `help:"Job id to use (default: a new one)."`
 	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
 	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+	Yes            bool          `short:"y" help:"Do not ask for confirmation in a context marked confirm: true."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -54,6 +56,9 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := c.confirm(g, cmd.Name, params); err != nil {
+		return err
+	}
 	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
 		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout,
@@ -73,6 +78,26 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+}
+
+// confirm asks, in a context marked confirm: true, before anything is
+// published. The answer is read from stdin whatever it is, so a script
+// must say --yes (or pipe its answer) rather than run by accident.
+func (c *RunCmd) confirm(g *Globals, command string, params map[string]any) error {
+	if !g.profileOK || !g.profile.Confirm || c.Yes {
+		return nil
+	}
+	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, redactURL(g.NatsURL))
+	answer := ""
+	if g.stdio.In != nil {
+		line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
+		answer = strings.ToLower(strings.TrimSpace(line))
+	}
+	if answer == "y" || answer == "yes" {
+		return nil
+	}
+	fmt.Fprintln(g.stdio.Err)
+	return &ExitError{Code: exitUsage, Err: fmt.Errorf("not confirmed: context %s asks before running anything (answer y, or pass --yes); nothing was published", g.profile.Name)}
 }
 
 // runError makes what the library refuses to run a usage error, naming

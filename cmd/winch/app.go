@@ -55,6 +55,7 @@ type CLI struct {
 	Modules  ModulesCmd  `cmd:"" help:"Manage modules: command packs from Git repositories."`
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
+	Notifier NotifierCmd `cmd:"" help:"Deliver webhooks when jobs end (winch run --notify, manifests' notify)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
 	Context  ContextCmd  `cmd:"" help:"Manage contexts: named settings for each deployment (dev, staging, prod)."`
 

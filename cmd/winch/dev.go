@@ -16,6 +16,7 @@ type DevCmd struct {
 	DataDir string `env:"WINCH_DATA_DIR" help:"Where JetStream keeps its files (default: winch under your cache dir)."`
 	WorkerFlags
 	SinkFlags
+	NotifyFlags
 }
 
 // Run serves until SIGTERM or SIGINT, then drains the worker and stops the
@@ -53,6 +54,8 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		stopSink := c.SinkFlags.start(ctx, g, nc, log)
 		defer stopSink()
 	}
+	stopNotifier := c.NotifyFlags.start(ctx, nc, log)
+	defer stopNotifier()
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))
 	<-ctx.Done()

@@ -25,6 +25,9 @@ type RunCmd struct {
 	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
 	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
 	Yes            bool          `short:"y" help:"Do not ask for confirmation in a context marked confirm: true."`
+	Notify         []string      `placeholder:"URL" help:"POST a signed webhook to URL when the job ends (repeatable; winch notifier delivers it)."`
+	NotifyOn       []string      `placeholder:"STATE,..." help:"Only for these ends: succeeded, failed, cancelled, timed_out, rejected, dead (default: every end)."`
+	NotifyFormat   string        `enum:"json,slack" default:"json" help:"Body of --notify webhooks: json, or slack (Slack-compatible incoming webhooks)."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -56,12 +59,19 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if _, err := c.notifyTargets(); err != nil {
+		return err
+	}
 	if err := c.confirm(g, cmd.Name, params); err != nil {
+		return err
+	}
+	notify, err := c.notifyTargets()
+	if err != nil {
 		return err
 	}
 	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout,
+		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Notify: notify,
 	})
 	if err != nil {
 		return runError(err)
@@ -78,6 +88,33 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+}
+
+// notifyTargets are the webhooks --notify asks for.
+func (c *RunCmd) notifyTargets() ([]schema.NotifyTarget, error) {
+	var on []schema.State
+	for _, s := range splitList(c.NotifyOn) {
+		on = append(on, schema.State(s))
+	}
+	if len(on) > 0 && len(c.Notify) == 0 {
+		return nil, usageError("--notify-on needs --notify URL")
+	}
+	format := c.NotifyFormat
+	if format == schema.NotifyJSON {
+		format = "" // the default, left out of the request
+	}
+	var out []schema.NotifyTarget
+	for _, u := range c.Notify {
+		t := schema.NotifyTarget{URL: u, On: on, Format: format}
+		if err := t.Check(); err != nil {
+			return nil, usageError("--notify: %v", err)
+		}
+		out = append(out, t)
+	}
+	if len(out) > schema.MaxNotifyTargets {
+		return nil, usageError("--notify is given %d times; at most %d", len(out), schema.MaxNotifyTargets)
+	}
+	return out, nil
 }
 
 // confirm asks, in a context marked confirm: true, before anything is

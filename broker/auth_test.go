@@ -92,7 +92,7 @@ type operatorSetup struct {
 	accountKP  nkeys.KeyPair
 	clientKP   nkeys.KeyPair // the scoped signing key
 	revokedKP  nkeys.KeyPair
-	config     string        // nats-server config lines
+	config     string // nats-server config lines
 }
 
 func newOperatorSetup(t *testing.T, dir string, revoke func(acct *jwt.AccountClaims, s *operatorSetup)) *operatorSetup {

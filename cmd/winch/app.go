@@ -34,6 +34,9 @@ var version = ""
 type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// Signals are SIGINT and SIGTERM as they arrive (nil: only the
+	// context's end says that one came).
+	Signals <-chan os.Signal
 }
 
 // CLI is the command tree.
@@ -172,7 +175,7 @@ func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
 		kong.Name("winch"),
 		kong.Description("A message-queue driven job runner: commands run by workers in containers, every event audited."),
 		kong.Writers(stdio.Out, stdio.Err),
-		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL, "default_image": docker.DefaultImage},
+		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL, "default_image": docker.DefaultImage, "interrupt_window": "3s"},
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),

@@ -125,23 +125,25 @@ func (r *receiver) all() []delivery {
 // module whose command's manifest asks for notifications.
 func env(t *testing.T, manifestNotify string) *jobtest.Env {
 	t.Helper()
+	e, catalog := bareEnv(t, manifestNotify)
+	e.StartWorker(worker.Config{Catalog: catalog, Executor: &process.Executor{KillGrace: 200 * time.Millisecond}, Concurrency: 4})
+	return e
+}
+
+// bareEnv is env without its worker.
+func bareEnv(t *testing.T, manifestNotify string) (*jobtest.Env, *modules.Catalog) {
+	t.Helper()
 	srv := testenv.OwnNATS(t)
-	core := modules.Core()
-	var extra []*modules.Manifest
+	var extra *modules.Manifest
 	if manifestNotify != "" {
 		m, err := modules.ParseManifest("winch.yaml", []byte("module: nightly\ncommands:\n  fail:\n    run: [sh, -c, 'exit 4']\n    notify: "+manifestNotify+"\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		extra = append(extra, m)
+		extra = m
 	}
-	catalog, err := modules.NewCatalog(append([]*modules.Manifest{core}, extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := jobtest.NewWithTopology(t, srv.ClientURL(), jobtest.Topology, nil)
-	e.StartWorker(worker.Config{Catalog: catalog, Executor: &process.Executor{KillGrace: 200 * time.Millisecond}, Concurrency: 4})
-	return e
+	catalog := testCatalog(extra)
+	return jobtest.NewWithTopology(t, srv.ClientURL(), jobtest.Topology, nil), catalog
 }
 
 // startNotifier runs a notifier on consumer, with short waits.
@@ -322,6 +324,33 @@ func TestANotifierRestartLosesNone(t *testing.T) {
 		if !want[id] || len(ds) != 1 {
 			t.Errorf("delivery %s arrived %d times (expected: %v)", id, len(ds), want[id])
 		}
+	}
+}
+
+// A worker killed while the job runs loses no notification: the job's end,
+// recorded by the next worker, carries the targets the first one claimed
+// it with.
+func TestAWorkerCrashLosesNone(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t, true, nil)
+	e, catalog := bareEnv(t, "")
+	n := startNotifier(t, e, "notifier")
+	doomed := e.StartChild("doomed")
+	id := e.Submit("nightly.once", nil, withNotify(schema.NotifyTarget{URL: r.URL(), On: []schema.State{schema.StateFailed}}))
+	e.WaitFor(id, schema.KindStarted)
+	doomed.Kill()
+	e.StartWorker(worker.Config{Catalog: catalog, Executor: &process.Executor{KillGrace: 200 * time.Millisecond}})
+	final := jobtest.Last(e.Follow(id))
+	if final.Reason != schema.ReasonWorkerLost {
+		t.Fatalf("the job ended %s (%s), want failed, worker_lost", final.State, final.Reason)
+	}
+	if !jobtest.Eventually(10*time.Second, func() bool { return n.Stats().Delivered == 1 }) {
+		t.Fatalf("stats %+v", n.Stats())
+	}
+	ds := r.delivered()[notify.DeliveryID(final, 0)]
+	var b notify.Notification
+	if len(ds) != 1 || json.Unmarshal(ds[0].Body, &b) != nil || b.Reason != schema.ReasonWorkerLost || b.Job != id {
+		t.Fatalf("deliveries %+v", r.all())
 	}
 }
 

@@ -37,6 +37,9 @@ func (r *contextResolver) Resolve(kctx *kong.Context, _ *kong.Path, flag *kong.F
 	if r.err != nil || !g.profileOK {
 		return nil, nil
 	}
+	if flag.Name == profile.Queue && !strings.HasPrefix(kctx.Command(), "run") {
+		return nil, nil // the default queue is winch run's; elsewhere --queue filters
+	}
 	for _, env := range flag.Envs {
 		if os.Getenv(env) != "" {
 			return nil, nil

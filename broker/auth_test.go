@@ -2,16 +2,8 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,60 +16,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
 )
-
-// pki is a certificate authority made for one test, and a server
-// certificate it signed for 127.0.0.1 and localhost.
-type pki struct {
-	CAFile, CertFile, KeyFile string
-}
-
-func newPKI(t *testing.T, dir, name string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pki{CAFile: filepath.Join(dir, name+"-ca.pem"), CertFile: filepath.Join(dir, name+"-server.pem"), KeyFile: filepath.Join(dir, name+"-server-key.pem")}
-	writePEM(t, p.CAFile, "CERTIFICATE", caDER)
-	writePEM(t, p.CertFile, "CERTIFICATE", leafDER)
-	writePEM(t, p.KeyFile, "EC PRIVATE KEY", keyDER)
-	return p
-}
-
-func writePEM(t *testing.T, file, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // operatorSetup is winch's decentralized authorization as ops/auth/README.md
 // describes it, made with the jwt and nkeys libraries: an operator, a
@@ -194,8 +134,8 @@ func (s *operatorSetup) user(name string, service bool, expires time.Time) (file
 func TestJWTUsersOverTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certs := newPKI(t, dir, "winch")
-	other := newPKI(t, dir, "other")
+	certs := testenv.NewPKI(t, dir, "winch")
+	other := testenv.NewPKI(t, dir, "other")
 	var revokedPub string
 	setup := newOperatorSetup(t, dir, func(acct *jwt.AccountClaims, s *operatorSetup) {
 		ukp, _ := nkeys.CreateUser()

@@ -214,13 +214,26 @@ func (s Store) Load(name string) (Profile, error) {
 	if err != nil {
 		return Profile{}, err
 	}
-	var p Profile
+	return Parse(name, s.file(name), data)
+}
+
+// Parse reads a context file's contents strictly: an unknown key, a value
+// of the wrong type or an invalid setting is an error naming the context and
+// file. A malformed document is an error too, never a panic.
+func Parse(name, file string, data []byte) (p Profile, err error) {
+	defer func() {
+		// The YAML library panics on some malformed documents (see
+		// modules.ParseManifest).
+		if r := recover(); r != nil {
+			p, err = Profile{}, fmt.Errorf("context %s (%s): not a valid YAML document (the parser failed: %v)", name, file, r)
+		}
+	}()
 	if err := yaml.UnmarshalWithOptions(data, &p, yaml.Strict()); err != nil {
-		return Profile{}, fmt.Errorf("context %s (%s): %s", name, s.file(name), yaml.FormatError(err, false, false))
+		return Profile{}, fmt.Errorf("context %s (%s): %s", name, file, yaml.FormatError(err, false, false))
 	}
 	p.Name = name
 	if err := p.Check(); err != nil {
-		return Profile{}, fmt.Errorf("context %s (%s): %w", name, s.file(name), err)
+		return Profile{}, fmt.Errorf("context %s (%s): %w", name, file, err)
 	}
 	return p, nil
 }

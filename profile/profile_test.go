@@ -138,3 +138,34 @@ func TestNatsCLIContextAsSource(t *testing.T) {
 		t.Fatalf("a missing nats context: %v", err)
 	}
 }
+
+// FuzzParse: any file contents give a context that checks, or an error
+// that names the context; never a panic. What parses survives a save and
+// a load.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("nats_url: tls://a:4222,tls://b:4222\ncreds: /x.creds\nconfirm: true\n"))
+	f.Add([]byte("nats_ulr: x\n"))
+	f.Add([]byte("output: [a, b]\n"))
+	f.Add([]byte("{"))
+	f.Add([]byte("gateway_token: !!binary AAAA\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := profile.Parse("fz", "fz.yaml", data)
+		if err != nil {
+			if !strings.Contains(err.Error(), "context fz") {
+				t.Fatalf("error without the context's name: %v", err)
+			}
+			return
+		}
+		if err := p.Check(); err != nil {
+			t.Fatalf("parsed a context that does not check: %v", err)
+		}
+		s := profile.Store{Dir: t.TempDir()}
+		if err := s.Save(p); err != nil {
+			t.Fatalf("save: %v", err)
+		}
+		back, err := s.Load("fz")
+		if err != nil || back != p {
+			t.Fatalf("round trip: %+v, %v; want %+v", back, err, p)
+		}
+	})
+}

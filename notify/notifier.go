@@ -98,7 +98,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Consumer == "" {
-		c.Consumer = "notifier"
+		c.Consumer = broker.NotifierConsumer
 	}
 	if c.RetryFor <= 0 {
 		c.RetryFor = time.Hour

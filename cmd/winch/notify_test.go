@@ -40,7 +40,7 @@ func TestDevNotifiesWhenARunEnds(t *testing.T) {
 		}
 	}()
 	out, code := runWinch(t, env, "--as", "carol", "run", "--notify", recv.URL+"/hook", "core.exit", "--code", "2")
-	if code != 2 {
+	if code != 2 || strings.Contains(out, "no notifier is running") {
 		t.Fatalf("winch run: exit %d\n%s", code, out)
 	}
 	select {

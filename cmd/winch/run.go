@@ -81,6 +81,11 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return runError(err)
 	}
 	id := sub.Request.ID
+	if len(notify) > 0 {
+		if ok, err := client.NotifierListening(ctx); err == nil && !ok {
+			fmt.Fprintf(g.stdio.Err, "winch: no notifier is running: job %s's webhooks wait until one starts (winch notifier)\n", id)
+		}
+	}
 	if sub.Duplicate {
 		g.clientLogger().Info("a request with this id was already queued; following that job", "job", id)
 	}

@@ -152,12 +152,29 @@ func hint(refused error, c Credentials) string {
 
 // redact hides passwords in a URL, or a comma-separated list of them,
 // before it is shown.
-func redact(raw string) string {
+func redact(raw string) string { return RedactURLs(raw) }
+
+// RedactURLs is raw, one URL or several separated by commas, as it may be
+// shown: a password becomes ***, and so does a user without one, which in
+// NATS URLs is a token (nats://TOKEN@host).
+func RedactURLs(raw string) string {
+	if raw == "" {
+		return ""
+	}
 	parts := strings.Split(raw, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
-			parts[i] = u.Redacted()
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
 		}
+		switch _, has := u.User.Password(); {
+		case has:
+			u.User = url.UserPassword(u.User.Username(), "***")
+		case u.User != nil:
+			u.User = url.User("***")
+		}
+		parts[i] = strings.ReplaceAll(u.String(), "%2A", "*")
 	}
 	return strings.Join(parts, ",")
 }

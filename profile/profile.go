@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/winchhq/winch/broker"
 )
 
 // Profile is one context: where a deployment's NATS is, how to prove who
@@ -102,32 +104,9 @@ func (p Profile) Masked() Profile {
 	if p.GatewayToken != "" {
 		p.GatewayToken = "***"
 	}
-	p.NatsURL = maskURLs(p.NatsURL)
-	p.GatewayURL = maskURLs(p.GatewayURL)
+	p.NatsURL = broker.RedactURLs(p.NatsURL)
+	p.GatewayURL = broker.RedactURLs(p.GatewayURL)
 	return p
-}
-
-func maskURLs(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	parts := strings.Split(raw, ",")
-	for i, s := range parts {
-		u, err := url.Parse(strings.TrimSpace(s))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		switch _, has := u.User.Password(); {
-		case has:
-			u.User = url.UserPassword(u.User.Username(), "***")
-		case u.User != nil:
-			// nats://TOKEN@host: the user part is a token.
-			u.User = url.User("***")
-		}
-		parts[i] = strings.ReplaceAll(u.String(), "%2A", "*")
-	}
-	return strings.Join(parts, ",")
 }
 
 // Check says what is wrong with the profile's values, if anything.

@@ -310,6 +310,3 @@ func (c *ContextRmCmd) Run(g *Globals) error {
 	fmt.Fprintf(g.stdio.Out, "context %s removed\n", c.Name)
 	return nil
 }
-
-// redactURL hides passwords and tokens in a NATS URL list before it is shown.
-func redactURL(u string) string { return profile.Profile{NatsURL: u}.Masked().NatsURL }

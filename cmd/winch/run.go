@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
@@ -134,7 +135,7 @@ func (c *RunCmd) confirm(g *Globals, command string, params map[string]any) erro
 	if !g.profileOK || !g.profile.Confirm || c.Yes {
 		return nil
 	}
-	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, redactURL(g.NatsURL))
+	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, broker.RedactURLs(g.NatsURL))
 	answer := ""
 	if g.stdio.In != nil {
 		line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')

@@ -103,10 +103,7 @@ func Claim(cur schema.JobState, holderAlive bool, c Claimant, now time.Time) Dec
 	next.State = schema.StateRunning
 	next.Attempt++
 	next.Worker, next.Session, next.Executor = c.Worker, c.Session, c.Executor
-	next.Retry, next.Commit, next.Params = c.Retry, c.Commit, c.Params
-	if c.Notify != nil {
-		next.Notify = c.Notify
-	}
+	next.Retry, next.Commit, next.Params, next.Notify = c.Retry, c.Commit, c.Params, c.Notify
 	next.StartedAt = time.Time{}
 	return Decision{State: next, Write: true, Verdict: Run}
 }

@@ -31,7 +31,7 @@ type RunCmd struct {
 	Notify            []string      `placeholder:"URL" help:"POST a signed webhook to URL when the job ends (repeatable; winch notifier delivers it)."`
 	NotifyOn          []string      `placeholder:"STATE,..." help:"Only for these ends: succeeded, failed, cancelled, timed_out, rejected, dead (default: every end)."`
 	NotifyFormat      string        `enum:"json,slack" default:"json" help:"Body of --notify webhooks: json, or slack (Slack-compatible incoming webhooks)."`
-	CancelOnInterrupt bool          `help:"Ctrl-C cancels the job and waits for its end (without it, Ctrl-C detaches, and a second Ctrl-C within ${interrupt_window} cancels)."`
+	CancelOnInterrupt bool          `help:"Ctrl-C (or SIGTERM) cancels the job and waits for its end (without it, Ctrl-C detaches, and a second Ctrl-C within ${interrupt_window} cancels)."`
 	InterruptWindow   time.Duration `hidden:"" default:"${interrupt_window}" help:"How long after a Ctrl-C a second one cancels the job."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
@@ -64,14 +64,11 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.notifyTargets(); err != nil {
-		return err
-	}
-	if err := c.confirm(g, cmd.Name, params); err != nil {
-		return err
-	}
 	notify, err := c.notifyTargets()
 	if err != nil {
+		return err
+	}
+	if err := c.confirm(g, cmd.Name); err != nil {
 		return err
 	}
 	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
@@ -131,7 +128,7 @@ func (c *RunCmd) notifyTargets() ([]schema.NotifyTarget, error) {
 // confirm asks, in a context marked confirm: true, before anything is
 // published. The answer is read from stdin whatever it is, so a script
 // must say --yes (or pipe its answer) rather than run by accident.
-func (c *RunCmd) confirm(g *Globals, command string, params map[string]any) error {
+func (c *RunCmd) confirm(g *Globals, command string) error {
 	if !g.profileOK || !g.profile.Confirm || c.Yes {
 		return nil
 	}
@@ -211,7 +208,8 @@ func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue 
 
 // interrupts decides what SIGINT and SIGTERM do to a follow: SIGTERM, or a
 // Ctrl-C, detaches (the job goes on); a second Ctrl-C within the window, or
-// the first with --cancel-on-interrupt, cancels the job and the follow
+// the first interrupt of either kind with --cancel-on-interrupt (CI stopping
+// a step should stop its job), cancels the job and the follow
 // waits for its end, which its events and the audit record ("cancelled by
 // <principal>"). A Ctrl-C while it waits detaches. It returns when the
 // follow ends (fctx), having called detach if it decided to.

@@ -240,6 +240,11 @@ func (n *Notifier) run(ctx context.Context, iter jetstream.MessagesContext) {
 				return
 			}
 			n.log.Warn("take final events", "err", err)
+			select { // the iterator reconnects by itself; do not spin meanwhile
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 			continue
 		}
 		select {

@@ -2,14 +2,39 @@ package broker_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
 )
+
+// nats.conf's users have exactly broker.ClientPermissions and
+// ServicePermissions, which the JWT setup (ops/auth) uses too.
+func TestShippedConfigUsesWinchPermissions(t *testing.T) {
+	t.Setenv("WINCH_NATS_WORKER_PASSWORD", "worker-pw")
+	t.Setenv("WINCH_NATS_ALICE_PASSWORD", "alice-pw")
+	opts, err := server.ProcessConfigFile("../nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]broker.Permissions{"alice": broker.ClientPermissions("alice"), "worker": broker.ServicePermissions()}
+	for _, u := range opts.Users {
+		w, ok := want[u.Username]
+		if !ok {
+			t.Errorf("nats.conf has user %s", u.Username)
+			continue
+		}
+		if !slices.Equal(u.Permissions.Publish.Allow, w.Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, w.Subscribe) {
+			t.Errorf("nats.conf gives %s publish %v, subscribe %v; broker says %v, %v", u.Username,
+				u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow, w.Publish, w.Subscribe)
+		}
+	}
+}
 
 // The shipped nats.conf loads, and with it the broker, not the payload,
 // vouches for who publishes a request: alice can publish only as alice.

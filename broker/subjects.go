@@ -29,6 +29,9 @@ const (
 	// ControlConsumer is the durable consumer of ControlStream that every
 	// worker shares.
 	ControlConsumer = "control"
+	// NotifierConsumer is the durable consumer of EventsStream that every
+	// notifier shares.
+	NotifierConsumer = "notifier"
 
 	jobsPrefix    = "winch.jobs."
 	eventsPrefix  = "winch.events."

@@ -57,6 +57,9 @@ type Claimant struct {
 	// validated parameters, secrets masked.
 	Commit string
 	Params map[string]any
+	// Notify are the webhooks for the job's end: the request's and the
+	// command's manifest's.
+	Notify []schema.NotifyTarget
 }
 
 // Decision is a transition's result: the next state, whether it must be
@@ -71,7 +74,7 @@ type Decision struct {
 // worker has claimed: it is what a job without a state entry is.
 func Queued(req schema.Request) schema.JobState {
 	return schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, CreatedAt: req.CreatedAt}
+		Principal: req.Principal, Queue: req.Queue, CreatedAt: req.CreatedAt, Notify: req.Notify}
 }
 
 // Claim decides what a delivered request does to its job, given the job's
@@ -100,7 +103,7 @@ func Claim(cur schema.JobState, holderAlive bool, c Claimant, now time.Time) Dec
 	next.State = schema.StateRunning
 	next.Attempt++
 	next.Worker, next.Session, next.Executor = c.Worker, c.Session, c.Executor
-	next.Retry, next.Commit, next.Params = c.Retry, c.Commit, c.Params
+	next.Retry, next.Commit, next.Params, next.Notify = c.Retry, c.Commit, c.Params, c.Notify
 	next.StartedAt = time.Time{}
 	return Decision{State: next, Write: true, Verdict: Run}
 }
@@ -221,7 +224,7 @@ func Reject(cur schema.JobState, req schema.Request, principal, worker string, r
 	return Decision{State: schema.JobState{
 		JobID: cur.JobID, State: schema.StateRejected, Command: req.Command, Principal: principal,
 		Queue: req.Queue, Params: req.Params, CreatedAt: createdAt, Attempt: cur.Attempt + 1, Worker: worker,
-		FinishedAt: now, Error: reason.Error(), Reason: rejectReason(reason), FinalSeq: 1,
+		FinishedAt: now, Error: reason.Error(), Reason: rejectReason(reason), FinalSeq: 1, Notify: req.Notify,
 	}, Write: true, Verdict: Over}
 }
 

@@ -21,6 +21,19 @@ func TestCoreManifestIsValid(t *testing.T) {
 	}
 }
 
+// A command's manifest may ask for a webhook when a run ends.
+func TestManifestNotify(t *testing.T) {
+	t.Parallel()
+	m, err := modules.ParseManifest("winch.yaml", []byte("module: db\ncommands:\n  backup:\n    run: [sh]\n    notify: {on: [failed, timed_out], url: 'https://hooks.example/db', format: slack}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.Commands["backup"].Notify
+	if n == nil || n.URL != "https://hooks.example/db" || n.Format != "slack" || len(n.On) != 2 || n.On[1] != "timed_out" {
+		t.Fatalf("notify %+v", n)
+	}
+}
+
 func TestParseManifestErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -30,6 +43,16 @@ func TestParseManifestErrors(t *testing.T) {
 			name: "unknown key",
 			yaml: "module: db\ncommands:\n  backup:\n    run: [sh]\n    timout: 1m\n",
 			want: `winch.yaml:5: commands.backup.timout: unknown field "timout"`,
+		},
+		{
+			name: "notify state",
+			yaml: "module: db\ncommands:\n  backup:\n    run: [sh]\n    notify: {on: [failed, exploded], url: https://hooks.example/db}\n",
+			want: `winch.yaml:5: commands.backup.notify: notify on: "exploded" is not a state a job ends in (succeeded, failed, cancelled, timed_out, rejected, dead)`,
+		},
+		{
+			name: "notify unknown key",
+			yaml: "module: db\ncommands:\n  backup:\n    run: [sh]\n    notify: {url: https://hooks.example/db, when: failed}\n",
+			want: `winch.yaml:5: commands.backup.notify: unknown field "when"`,
 		},
 		{
 			name: "wrong type",

@@ -383,6 +383,24 @@ type QueueStatus struct {
 	IdleWorkers int
 }
 
+// NotifierListening reports whether a notifier is waiting for jobs' ends
+// (it has a pull outstanding on the notifiers' consumer): without one,
+// webhooks wait in the events stream until one starts.
+func (c *Client) NotifierListening(ctx context.Context) (bool, error) {
+	cons, err := c.js.Consumer(ctx, broker.EventsStream, broker.NotifierConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumWaiting > 0, nil
+}
+
 // Queue reports the state of a queue's shared consumer.
 func (c *Client) Queue(ctx context.Context, queue string) (QueueStatus, error) {
 	qs := QueueStatus{Queue: queue}

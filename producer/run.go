@@ -31,6 +31,9 @@ type RunRequest struct {
 	IdempotencyKey string
 	// Timeout bounds the run, with the command's own timeout (0: that alone).
 	Timeout time.Duration
+	// Notify are webhooks to call when the job ends, besides the command's
+	// own (its manifest's notify). A schedule passes its targets here.
+	Notify []schema.NotifyTarget
 }
 
 // ParamError is what is wrong with one parameter.
@@ -102,6 +105,7 @@ func Prepare(cat *modules.Catalog, req RunRequest) (schema.Request, error) {
 	return schema.Request{
 		ID: req.ID, Command: cmd.Name, Params: params, Queue: req.Queue, Principal: req.Principal,
 		IdempotencyKey: req.IdempotencyKey, Timeout: schema.Duration(req.Timeout), ModuleCommit: cmd.Commit,
+		Notify: req.Notify,
 	}, nil
 }
 

@@ -35,6 +35,9 @@ type CommandSpec struct {
 	Roles     []string             `json:"roles,omitempty"`
 	Network   string               `json:"network,omitempty"`
 	Resources Resources            `json:"resources,omitzero"`
+	// Notify is a webhook to call when a run of the command ends (in the
+	// states listed), whoever ran it and however.
+	Notify *NotifyTarget `json:"notify,omitempty"`
 }
 
 // Resources are the limits a command runs within.
@@ -88,6 +91,11 @@ func (c CommandSpec) Check() error {
 	}
 	if c.Resources.Memory < 0 || c.Resources.CPUs < 0 || c.Resources.Pids < 0 {
 		v.add("resources", "limits must not be negative")
+	}
+	if c.Notify != nil {
+		if err := c.Notify.Check(); err != nil {
+			v.add("notify", err.Error())
+		}
 	}
 	for _, name := range c.ParamNames() {
 		p := c.Params[name]

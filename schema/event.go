@@ -89,6 +89,10 @@ type Event struct {
 	// that end a job, so that the audit has the whole job from one event.
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+
+	// Notify are the webhooks to call for the job's end (the request's and
+	// the manifest's), on the events that end a job, for the notifier.
+	Notify []NotifyTarget `json:"notify,omitempty"`
 }
 
 // MsgID is the event's Nats-Msg-Id.

@@ -95,6 +95,7 @@ func TestRequestJSONSchema(t *testing.T) {
 	full.Params = map[string]any{"text": "hi", "n": 3, "on": true, "list": []string{"a"}}
 	full.Timeout = schema.Duration(90 * time.Second)
 	full.IdempotencyKey = "nightly"
+	full.Notify = []schema.NotifyTarget{{URL: "https://hooks.example/w", On: []schema.State{schema.StateFailed}, Format: "slack"}}
 	good := encode(t, full)
 	if err := s.Validate(instance(t, good)); err != nil {
 		t.Fatalf("schema rejects a request the Go code wrote: %v\n%s", err, good)
@@ -111,6 +112,10 @@ func TestRequestJSONSchema(t *testing.T) {
 		"dotted principal": func(m map[string]any) { m["principal"] = "a.b" },
 		"bad timeout":      func(m map[string]any) { m["timeout"] = "soon" },
 		"bad time":         func(m map[string]any) { m["created_at"] = "yesterday" },
+		"notify ftp":       func(m map[string]any) { m["notify"] = []any{map[string]any{"url": "ftp://x/"}} },
+		"notify on queued": func(m map[string]any) {
+			m["notify"] = []any{map[string]any{"url": "https://x/", "on": []any{"queued"}}}
+		},
 	} {
 		var m map[string]any
 		_ = json.Unmarshal(good, &m)

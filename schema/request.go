@@ -52,6 +52,9 @@ type Request struct {
 	// out of the JSON) for core commands, or to run what the registry names
 	// when the worker takes it.
 	ModuleCommit string `json:"module_commit,omitempty"`
+	// Notify are webhooks to call when the job ends, besides those of the
+	// command's manifest. A schedule sets them for each run it makes.
+	Notify []NotifyTarget `json:"notify,omitempty"`
 }
 
 var (
@@ -169,6 +172,13 @@ var requestFields = []requestField{
 			return &RequestError{Reason: fmt.Sprintf("module_commit %q is not a full commit hash (40 lower-case hex digits); leave the field out to run the module's current commit", r.ModuleCommit)}
 		}
 		return nil
+	}},
+	{"notify", "array", func(r *Request, raw []byte) error {
+		n, err := decodeNotify(raw)
+		if len(n) > 0 {
+			r.Notify = n
+		}
+		return err
 	}},
 }
 
@@ -545,6 +555,14 @@ func (r Request) Validate() error {
 	}
 	if _, _, ok := SplitCommand(r.Command); !ok {
 		return &RequestError{Reason: fmt.Sprintf("command %q is not of the form module.command (lower-case names)", r.Command)}
+	}
+	if len(r.Notify) > MaxNotifyTargets {
+		return &RequestError{Reason: fmt.Sprintf("notify has %d targets, more than the %d allowed", len(r.Notify), MaxNotifyTargets)}
+	}
+	for i, n := range r.Notify {
+		if err := n.Check(); err != nil {
+			return &RequestError{Reason: fmt.Sprintf("notify item %d: %v", i, err)}
+		}
 	}
 	return nil
 }

@@ -98,6 +98,30 @@ var requestCases = []requestCase{
 	{name: "empty params", data: requestDoc("params", "{}"), check: func(r schema.Request) bool { return r.Params != nil && len(r.Params) == 0 }},
 	{name: "empty idempotency key", data: requestDoc("idempotency_key", `""`)},
 
+	// notify: webhooks for the job's end, as strict as the rest.
+	{name: "notify", data: requestDoc("notify", `[{"url":"https://hooks.example/w?x=1"},{"url":"http://10.0.0.1:8080/h","on":["failed","timed_out"],"format":"slack"}]`),
+		check: func(r schema.Request) bool {
+			return len(r.Notify) == 2 && r.Notify[0].URL == "https://hooks.example/w?x=1" && r.Notify[0].On == nil &&
+				slices.Equal(r.Notify[1].On, []schema.State{schema.StateFailed, schema.StateTimedOut}) && r.Notify[1].Format == "slack"
+		}},
+	{name: "empty notify", data: requestDoc("notify", `[]`), check: func(r schema.Request) bool { return r.Notify == nil }},
+	{name: "notify not http", data: requestDoc("notify", `[{"url":"ftp://x/y"}]`), wantErr: `notify item 0: notify url "ftp://x/y" is not an http:// or https:// URL (printable ASCII, no spaces)`},
+	{name: "notify url with a space", data: requestDoc("notify", `[{"url":"https://x/a b"}]`), wantErr: `notify item 0: notify url "https://x/a b" is not an http:// or https:// URL (printable ASCII, no spaces)`},
+	{name: "notify without url", data: requestDoc("notify", `[{"on":["failed"]}]`), wantErr: `notify item 0 has no url`},
+	{name: "notify URL", data: requestDoc("notify", `[{"URL":"https://x/"}]`), wantErr: `notify item 0: unknown field "URL" (the fields are url, on, format)`},
+	{name: "notify null url", data: requestDoc("notify", `[{"url":null}]`), wantErr: `notify item 0: field "url" must be a JSON string, not null`},
+	{name: "notify url twice", data: requestDoc("notify", `[{"url":"https://x/","url":"https://y/"}]`), wantErr: invalid + `field "url" is given more than once (give each field once)`},
+	{name: "notify on empty", data: requestDoc("notify", `[{"url":"https://x/","on":[]}]`), wantErr: `notify item 0: notify on is empty: list terminal states (succeeded, failed, cancelled, timed_out, rejected, dead), or leave it out for every end`},
+	{name: "notify on running", data: requestDoc("notify", `[{"url":"https://x/","on":["running"]}]`), wantErr: `notify item 0: notify on: "running" is not a state a job ends in (succeeded, failed, cancelled, timed_out, rejected, dead)`},
+	{name: "notify on number", data: requestDoc("notify", `[{"url":"https://x/","on":[1]}]`), wantErr: `notify item 0: on item 0 must be a state, not a number`},
+	{name: "notify format empty", data: requestDoc("notify", `[{"url":"https://x/","format":""}]`), wantErr: `notify item 0: format is empty: write json or slack, or leave it out`},
+	{name: "notify format teams", data: requestDoc("notify", `[{"url":"https://x/","format":"teams"}]`), wantErr: `notify item 0: notify format "teams": want json or slack`},
+	{name: "notify item string", data: requestDoc("notify", `["https://x/"]`), wantErr: `notify item 0 must be an object with a url, not a string`},
+	{name: "notify object", data: requestDoc("notify", `{"url":"https://x/"}`), wantErr: invalid + `field "notify" must be a JSON array, not a JSON object`},
+	{name: "notify null", data: requestDoc("notify", `null`), wantErr: invalid + `field "notify" must be a JSON array, not null (leave out a field that has no value)`},
+	{name: "notify too many", data: requestDoc("notify", "["+strings.Repeat(`{"url":"https://x/"},`, 8)+`{"url":"https://x/"}]`), wantErr: `notify has 9 targets, more than the 8 allowed`},
+	{name: "notify url too long", data: requestDoc("notify", `[{"url":"https://x/`+strings.Repeat("a", 2040)+`"}]`), wantErr: `notify item 0: notify url is 2050 characters, more than the 2048 allowed`},
+
 	// Field names match exactly, as in the schema.
 	{name: "Command", data: renamed("command", "Command"), wantErr: invalid + `unknown field "Command" (field names are lower-case: did you mean "command"?)`},
 	{name: "PARAMS", data: renamed("params", "PARAMS"), wantErr: invalid + `unknown field "PARAMS" (field names are lower-case: did you mean "params"?)`},
@@ -113,8 +137,8 @@ var requestCases = []requestCase{
 	{name: "long s", data: renamed("version", `ver\u017fion`), wantErr: invalid + "unknown field \"ver\u017fion\" (field names are lower-case: did you mean \"version\"?)"},
 	{name: "both cases", data: requestDoc("Command", `"core.true"`), wantErr: invalid + `unknown field "Command" (field names are lower-case: did you mean "command"?)`},
 	{name: "camel case", data: renamed("created_at", "createdAt"), wantErr: invalid + `unknown field "createdAt" (did you mean "created_at"?)`},
-	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit)`},
-	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit)`},
+	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify)`},
+	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify)`},
 
 	// A name given twice is ambiguous.
 	{name: "field twice", data: strings.Replace(requestDoc(), `"command":"core.echo"`, `"command":"core.echo","command":"core.true"`, 1), wantErr: invalid + `field "command" is given more than once (give each field once)`},
@@ -264,6 +288,7 @@ func TestDecodeRequestEveryField(t *testing.T) {
 	want.IdempotencyKey = "nightly"
 	want.Timeout = schema.Duration(90 * time.Second)
 	want.ModuleCommit = commit
+	want.Notify = []schema.NotifyTarget{{URL: "https://hooks.example/x?a=1", On: []schema.State{schema.StateFailed}, Format: schema.NotifySlack}}
 	v := reflect.ValueOf(want)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

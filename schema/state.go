@@ -66,6 +66,10 @@ type JobState struct {
 	CancelRequested bool   `json:"cancel_requested,omitempty"`
 	CancelledBy     string `json:"cancelled_by,omitempty"`
 
+	// Notify are the webhooks to call when the job ends; its final event
+	// carries them.
+	Notify []NotifyTarget `json:"notify,omitempty"`
+
 	// FinalSeq is the seq of the event that ended the job, so that a worker
 	// that finds the job over can publish that event again, identically.
 	FinalSeq int `json:"final_seq,omitempty"`
@@ -103,5 +107,6 @@ func (s JobState) FinalEvent() Event {
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
 		Worker: s.Worker, Command: s.Command, Commit: s.Commit, Principal: s.Principal, Queue: s.Queue,
 		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, Executor: s.Executor,
+		Notify: s.Notify,
 	}
 }

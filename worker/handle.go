@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -136,7 +137,10 @@ func (w *Worker) handle(msg jetstream.Msg) {
 // request, or leave it for later (wait says how long the holder has).
 func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, dec jobs.Decision, wait time.Duration, err error) {
 	c := jobs.Claimant{Worker: w.cfg.ID, Session: w.session, Executor: w.cfg.Executor.Name(),
-		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked}
+		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify}
+	if n := adm.cmd.Spec.Notify; n != nil {
+		c.Notify = append(slices.Clip(c.Notify), *n)
+	}
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}
 	entry, err = w.store.Update(ctx, adm.req.ID, known, func(cur jobs.Entry) (schema.JobState, bool, error) {

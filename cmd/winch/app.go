@@ -22,6 +22,7 @@ import (
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/profile"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker/docker"
 )
@@ -33,6 +34,9 @@ var version = ""
 type Stdio struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// Signals are SIGINT and SIGTERM as they arrive (nil: only the
+	// context's end says that one came).
+	Signals <-chan os.Signal
 }
 
 // CLI is the command tree.
@@ -55,14 +59,24 @@ type CLI struct {
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`
 	Gateway  GatewayCmd  `cmd:"" help:"Serve the HTTP API and web console (port 5123): run, follow and audit commands from a browser or curl."`
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
+	Notifier NotifierCmd `cmd:"" help:"Deliver webhooks when jobs end (winch run --notify, manifests' notify)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
+	Context  ContextCmd  `cmd:"" help:"Manage contexts: named settings for each deployment (dev, staging, prod)."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion (bash, zsh, fish) for commands and their parameters."`
 }
 
-// Globals are the flags every command takes.
+// Globals are the flags every command takes. Each takes its value from its
+// flag, else its environment variable, else the selected context (see
+// package profile), else its default.
 type Globals struct {
-	NatsURL       string `name:"nats-url" env:"WINCH_NATS_URL" default:"${default_nats_url}" help:"NATS server to use (dev and broker listen on it)."`
+	ContextName   string `name:"context" env:"WINCH_CONTEXT" help:"Context to use (winch context ls); default: the current one."`
+	NatsURL       string `name:"nats-url" env:"WINCH_NATS_URL" default:"${default_nats_url}" help:"NATS server to use, or several separated by commas (dev and broker listen on it)."`
+	Creds         string `name:"creds" env:"WINCH_NATS_CREDS" help:"NATS credentials file (user JWT and nkey seed)."`
+	NKey          string `name:"nkey" env:"WINCH_NATS_NKEY" help:"NATS nkey seed file."`
+	TLSCA         string `name:"tls-ca" env:"WINCH_NATS_TLS_CA" help:"PEM file of the CA that signs the NATS server's certificate."`
+	TLSCert       string `name:"tls-cert" env:"WINCH_NATS_TLS_CERT" help:"Client certificate (PEM) for NATS servers that ask for one."`
+	TLSKey        string `name:"tls-key" env:"WINCH_NATS_TLS_KEY" help:"The client certificate's key (PEM)."`
 	Principal     string `name:"as" env:"WINCH_PRINCIPAL" help:"Who you are, for requests and the audit (default: your user name)."`
 	Output        string `short:"o" env:"WINCH_OUTPUT" enum:"text,json,csv" default:"text" help:"Output format of commands that print: text or json (events as JSON lines); winch audit also csv."`
 	ClickHouseDSN string `name:"clickhouse-dsn" env:"WINCH_CLICKHOUSE_DSN" help:"The audit store, like clickhouse://127.0.0.1:9000/winch (native protocol)."`
@@ -70,6 +84,21 @@ type Globals struct {
 	LogFormat     string `env:"WINCH_LOG_FORMAT" enum:"auto,text,json" default:"auto" help:"Log format: text on a terminal and json otherwise when auto (${enum})."`
 
 	stdio Stdio
+	// profile is the selected context, if any (ok false: none).
+	profile     profile.Profile
+	profileFrom profile.Source
+	profileOK   bool
+}
+
+// credentials are the NATS credentials the flags, variables or context give.
+func (g *Globals) credentials() broker.Credentials {
+	return broker.Credentials{CredsFile: g.Creds, NKeyFile: g.NKey, CAFile: g.TLSCA, CertFile: g.TLSCert, KeyFile: g.TLSKey}
+}
+
+// connectConfig is how a process named name connects: to WINCH_NATS_URL
+// with the credentials given; wait makes it retry until NATS answers.
+func (g *Globals) connectConfig(name string, log *slog.Logger, wait bool) broker.ConnectConfig {
+	return broker.ConnectConfig{URL: g.NatsURL, Name: name, Logger: log, Wait: wait, Credentials: g.credentials()}
 }
 
 // Exit codes of winch itself; `winch run` otherwise exits with the
@@ -120,12 +149,15 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "winch:", err)
 	switch {
-	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology), errors.Is(err, producer.ErrRegistryUnavailable):
+	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology), errors.Is(err, producer.ErrRegistryUnavailable),
+		errors.Is(err, broker.ErrTLS):
 		return exitUnavailable
-	case errors.Is(err, producer.ErrNotPermitted):
+	case errors.Is(err, producer.ErrNotPermitted), errors.Is(err, broker.ErrNotAuthorized):
 		return exitNoPerm
 	case errors.Is(err, context.Canceled):
 		return exitCancelled
+	case errors.Is(err, broker.ErrBadCredentials):
+		return exitUsage
 	}
 	return exitInternal
 }
@@ -138,11 +170,13 @@ type exitPanic int
 func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
 	var cli CLI
 	cli.stdio = stdio
+	contexts := &contextResolver{globals: &cli.Globals}
 	parser, err := kong.New(&cli,
+		kong.Resolvers(contexts),
 		kong.Name("winch"),
 		kong.Description("A message-queue driven job runner: commands run by workers in containers, every event audited."),
 		kong.Writers(stdio.Out, stdio.Err),
-		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL, "default_image": docker.DefaultImage},
+		kong.Vars{"version": buildVersion(), "default_nats_url": broker.DefaultURL, "default_image": docker.DefaultImage, "interrupt_window": "3s"},
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
@@ -164,8 +198,16 @@ func Run(ctx context.Context, args []string, stdio Stdio) (err error) {
 	// Shell completion: when the shell asks (COMP_LINE), answer and exit.
 	kongplete.Complete(parser, kongplete.WithPredictor("command", complete.PredictFunc(predictCommands)))
 	kctx, err := parser.Parse(args)
+	if contexts.err != nil {
+		return &ExitError{Code: exitUsage, Err: contexts.err}
+	}
 	if err != nil {
 		return &ExitError{Code: exitUsage, Err: fmt.Errorf("%w (see winch --help)", err)}
+	}
+	if g := cli.Globals; g.profileOK && g.profile.Name != "default" {
+		// Say where this goes whenever it is not the default, so that a
+		// command meant for dev is not silently run in production.
+		fmt.Fprintf(stdio.Err, "winch: context %s (%s)\n", g.profile.Name, g.profileFrom)
 	}
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	return kctx.Run(&cli.Globals)
@@ -214,7 +256,7 @@ func (g *Globals) client(ctx context.Context) (*producer.Client, *nats.Conn, err
 		return nil, nil, err
 	}
 	log := g.clientLogger()
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-cli", Logger: log})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-cli", log, false))
 	if err != nil {
 		return nil, nil, err
 	}

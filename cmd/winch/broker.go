@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -47,9 +50,17 @@ func (c *BrokerCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer srv.Stop()
 	if c.Ensure {
-		// With authorization on, WINCH_NATS_URL carries the credentials of a
-		// user that may create streams.
-		nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: withUserInfo(srv.ClientURL(), g.NatsURL), Name: "winch-broker", Logger: log})
+		// With authorization on, WINCH_NATS_URL or WINCH_NATS_CREDS carry the
+		// credentials of a user that may create streams; with TLS on,
+		// WINCH_NATS_TLS_CA verifies the server's own certificate.
+		cfg := broker.ConnectConfig{URL: withUserInfo(srv.ClientURL(), g.NatsURL), Name: "winch-broker", Logger: log,
+			Credentials: g.credentials()}
+		if host := firstHost(g.NatsURL); host != "" {
+			// The server's certificate names the host clients use, not
+			// the loopback address this connection goes to.
+			cfg.Options = append(cfg.Options, tlsServerName(host))
+		}
+		nc, err := broker.Connect(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -80,4 +91,24 @@ func withUserInfo(target, from string) string {
 	}
 	t.User = f.User
 	return t.String()
+}
+
+// firstHost is the host of the first URL in a comma-separated list.
+func firstHost(urls string) string {
+	first, _, _ := strings.Cut(urls, ",")
+	u, err := url.Parse(strings.TrimSpace(first))
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// tlsServerName checks the server's certificate against name.
+func tlsServerName(name string) nats.Option {
+	return func(o *nats.Options) error {
+		if o.TLSConfig != nil {
+			o.TLSConfig.ServerName = name
+		}
+		return nil
+	}
 }

@@ -58,7 +58,7 @@ func predictCommands(a complete.Args) []string {
 func completionCatalog() *modules.Catalog {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: os.Getenv("WINCH_NATS_URL")}); err == nil {
+	if nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: os.Getenv("WINCH_NATS_URL"), Credentials: broker.CredentialsFromEnv(os.Getenv)}); err == nil {
 		defer nc.Close()
 		if js, err := jetstream.New(nc); err == nil {
 			if catalog, err := producer.LoadCatalog(ctx, js); err == nil {

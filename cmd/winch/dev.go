@@ -17,6 +17,7 @@ type DevCmd struct {
 	WorkerFlags
 	SinkFlags
 	GatewayFlags
+	NotifyFlags
 }
 
 // Run serves until SIGTERM or SIGINT, then drains the worker and stops the
@@ -67,6 +68,8 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 			log.Info("console: " + gw.URL() + "/")
 		}
 	}
+	stopNotifier := c.NotifyFlags.start(ctx, nc, log)
+	defer stopNotifier()
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
 		"startup", time.Since(began).Round(time.Millisecond))
 	<-ctx.Done()

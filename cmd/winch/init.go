@@ -29,7 +29,7 @@ func (c *InitCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.outputOneOf("text", "json"); err != nil {
 		return err
 	}
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-init", Logger: g.clientLogger()})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-init", g.clientLogger(), false))
 	if err != nil {
 		return err
 	}

@@ -218,7 +218,7 @@ func newRegistry(ctx context.Context, nc *nats.Conn) (*modules.Registry, error) 
 
 // registry connects to NATS and binds the module registry.
 func (g *Globals) registry(ctx context.Context) (*modules.Registry, *nats.Conn, error) {
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-cli", Logger: g.clientLogger()})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-cli", g.clientLogger(), false))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
@@ -17,12 +21,18 @@ import (
 
 // RunCmd is `winch run MODULE.COMMAND [--param value ...]`.
 type RunCmd struct {
-	Detach         bool          `short:"d" help:"Print the job id and return at once, without following."`
-	Queue          string        `env:"WINCH_QUEUE" default:"default" help:"Queue to send the request to."`
-	Timeout        time.Duration `help:"Stop the command after this long (the command's own timeout applies too)."`
-	ID             string        `help:"Job id to use (default: a new one)."`
-	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
-	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+	Detach            bool          `short:"d" help:"Print the job id and return at once, without following."`
+	Queue             string        `env:"WINCH_QUEUE" default:"default" help:"Queue to send the request to."`
+	Timeout           time.Duration `help:"Stop the command after this long (the command's own timeout applies too)."`
+	ID                string        `help:"Job id to use (default: a new one)."`
+	IdempotencyKey    string        `help:"Name the job by this key: the same key from the same principal runs once."`
+	WaitNotice        time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+	Yes               bool          `short:"y" help:"Do not ask for confirmation in a context marked confirm: true."`
+	Notify            []string      `placeholder:"URL" help:"POST a signed webhook to URL when the job ends (repeatable; winch notifier delivers it)."`
+	NotifyOn          []string      `placeholder:"STATE,..." help:"Only for these ends: succeeded, failed, cancelled, timed_out, rejected, dead (default: every end)."`
+	NotifyFormat      string        `enum:"json,slack" default:"json" help:"Body of --notify webhooks: json, or slack (Slack-compatible incoming webhooks)."`
+	CancelOnInterrupt bool          `help:"Ctrl-C (or SIGTERM) cancels the job and waits for its end (without it, Ctrl-C detaches, and a second Ctrl-C within ${interrupt_window} cancels)."`
+	InterruptWindow   time.Duration `hidden:"" default:"${interrupt_window}" help:"How long after a Ctrl-C a second one cancels the job."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -54,14 +64,26 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	notify, err := c.notifyTargets()
+	if err != nil {
+		return err
+	}
+	if err := c.confirm(g, cmd.Name); err != nil {
+		return err
+	}
 	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout,
+		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Notify: notify,
 	})
 	if err != nil {
 		return runError(err)
 	}
 	id := sub.Request.ID
+	if len(notify) > 0 {
+		if ok, err := client.NotifierListening(ctx); err == nil && !ok {
+			fmt.Fprintf(g.stdio.Err, "winch: no notifier is running: job %s's webhooks wait until one starts (winch notifier)\n", id)
+		}
+	}
 	if sub.Duplicate {
 		g.clientLogger().Info("a request with this id was already queued; following that job", "job", id)
 	}
@@ -72,7 +94,55 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		_, err := fmt.Fprintln(g.stdio.Out, id)
 		return err
 	}
-	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice, interruptPolicy{
+		cancel: c.CancelOnInterrupt, window: c.InterruptWindow, principal: principal})
+}
+
+// notifyTargets are the webhooks --notify asks for.
+func (c *RunCmd) notifyTargets() ([]schema.NotifyTarget, error) {
+	var on []schema.State
+	for _, s := range splitList(c.NotifyOn) {
+		on = append(on, schema.State(s))
+	}
+	if len(on) > 0 && len(c.Notify) == 0 {
+		return nil, usageError("--notify-on needs --notify URL")
+	}
+	format := c.NotifyFormat
+	if format == schema.NotifyJSON {
+		format = "" // the default, left out of the request
+	}
+	var out []schema.NotifyTarget
+	for _, u := range c.Notify {
+		t := schema.NotifyTarget{URL: u, On: on, Format: format}
+		if err := t.Check(); err != nil {
+			return nil, usageError("--notify: %v", err)
+		}
+		out = append(out, t)
+	}
+	if len(out) > schema.MaxNotifyTargets {
+		return nil, usageError("--notify is given %d times; at most %d", len(out), schema.MaxNotifyTargets)
+	}
+	return out, nil
+}
+
+// confirm asks, in a context marked confirm: true, before anything is
+// published. The answer is read from stdin whatever it is, so a script
+// must say --yes (or pipe its answer) rather than run by accident.
+func (c *RunCmd) confirm(g *Globals, command string) error {
+	if !g.profileOK || !g.profile.Confirm || c.Yes {
+		return nil
+	}
+	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, broker.RedactURLs(g.NatsURL))
+	answer := ""
+	if g.stdio.In != nil {
+		line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
+		answer = strings.ToLower(strings.TrimSpace(line))
+	}
+	if answer == "y" || answer == "yes" {
+		return nil
+	}
+	fmt.Fprintln(g.stdio.Err)
+	return &ExitError{Code: exitUsage, Err: fmt.Errorf("not confirmed: context %s asks before running anything (answer y, or pass --yes); nothing was published", g.profile.Name)}
 }
 
 // runError makes what the library refuses to run a usage error, naming
@@ -93,19 +163,33 @@ func runError(err error) error {
 	return err
 }
 
+// interruptPolicy is what Ctrl-C does while winch run follows a job.
+type interruptPolicy struct {
+	cancel    bool          // the first Ctrl-C cancels (--cancel-on-interrupt)
+	window    time.Duration // a second Ctrl-C within it cancels
+	principal string        // who cancels
+}
+
 // follow streams the job's events until it ends and turns its end into the
-// exit code.
-func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue string, notice time.Duration) error {
+// exit code. ctx ends at the first SIGINT or SIGTERM; following goes on, on
+// a context of its own, while interrupts decides (see interrupts).
+func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue string, notice time.Duration, policy interruptPolicy) error {
+	fctx, detach := context.WithCancel(context.WithoutCancel(ctx))
+	defer detach()
 	accepted := make(chan struct{})
-	noticeCtx, stopNotice := context.WithCancel(ctx)
-	var noticing sync.WaitGroup
-	defer func() { stopNotice(); noticing.Wait() }()
+	noticeCtx, stopNotice := context.WithCancel(fctx)
+	var background sync.WaitGroup
+	defer func() { stopNotice(); detach(); background.Wait() }()
 	if notice > 0 {
-		noticing.Go(func() { explainWait(noticeCtx, g, client, id, queue, notice, accepted) })
+		background.Go(func() { explainWait(noticeCtx, g, client, id, queue, notice, accepted) })
 	}
+	var detached atomic.Bool
+	background.Go(func() {
+		interrupts(ctx, fctx, g, client, id, policy, func() { detached.Store(true); detach() })
+	})
 	once := false
 	render := newEventRenderer(g, false)
-	last, err := client.Follow(ctx, id, producer.UntilDone, func(ev schema.Event) error {
+	last, err := client.Follow(fctx, id, producer.UntilDone, func(ev schema.Event) error {
 		if !once && ev.Kind != schema.KindReleased {
 			once = true
 			close(accepted)
@@ -113,13 +197,85 @@ func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue 
 		return render(ev)
 	})
 	if err != nil {
-		if ctx.Err() != nil {
+		if detached.Load() {
 			fmt.Fprintf(g.stdio.Err, "winch: stopped following; job %s goes on (winch logs -f %s, winch cancel %s)\n", id, id, id)
 			return &ExitError{Code: exitCancelled}
 		}
 		return err
 	}
 	return exitFor(last)
+}
+
+// interrupts decides what SIGINT and SIGTERM do to a follow: SIGTERM, or a
+// Ctrl-C, detaches (the job goes on); a second Ctrl-C within the window, or
+// the first interrupt of either kind with --cancel-on-interrupt (CI stopping
+// a step should stop its job), cancels the job and the follow
+// waits for its end, which its events and the audit record ("cancelled by
+// <principal>"). A Ctrl-C while it waits detaches. It returns when the
+// follow ends (fctx), having called detach if it decided to.
+func interrupts(ctx, fctx context.Context, g *Globals, client *producer.Client, id string, policy interruptPolicy, detach func()) {
+	first := true
+	next := func() (os.Signal, bool) { // the next interrupt; false when the follow is over
+		ended := ctx.Done()
+		if !first {
+			ended = nil // ctx ended at the first; only new signals count
+		}
+		first = false
+		select {
+		case <-fctx.Done():
+			return nil, false
+		case s := <-g.stdio.Signals:
+			return s, true
+		case <-ended:
+			if g.stdio.Signals == nil {
+				return nil, true // a signal we cannot see; take it for SIGTERM
+			}
+			select { // the signal that ended ctx, as it reaches us
+			case s := <-g.stdio.Signals:
+				return s, true
+			case <-fctx.Done():
+				return nil, false
+			case <-time.After(time.Second):
+				return nil, true
+			}
+		}
+	}
+	sig, ok := next()
+	if !ok {
+		return
+	}
+	if sig != os.Interrupt && !policy.cancel {
+		detach()
+		return
+	}
+	if !policy.cancel {
+		fmt.Fprintf(g.stdio.Err, "winch: detaching from job %s, which goes on; Ctrl-C again within %v cancels it\n", id, policy.window)
+		select {
+		case <-fctx.Done():
+			return
+		case <-time.After(policy.window):
+			detach()
+			return
+		case <-g.stdio.Signals:
+		}
+	}
+	fmt.Fprintf(g.stdio.Err, "winch: cancelling job %s; waiting for it to end (Ctrl-C again stops waiting)\n", id)
+	cctx, cancel := context.WithTimeout(fctx, 15*time.Second)
+	reply, err := client.Cancel(cctx, id, policy.principal)
+	cancel()
+	switch {
+	case err != nil:
+		fmt.Fprintf(g.stdio.Err, "winch: cancel job %s: %v\n", id, err)
+		detach()
+		return
+	case reply.Outcome == schema.OutcomeRefused:
+		fmt.Fprintf(g.stdio.Err, "winch: cancel of job %s refused: %s\n", id, reply.Error)
+		detach()
+		return
+	}
+	if _, ok := next(); ok {
+		detach()
+	}
 }
 
 // explainWait tells the user, once after a while and then now and then, why

@@ -29,7 +29,7 @@ func (c *SinkCmd) Run(ctx context.Context, g *Globals) error {
 		return usageError("winch sink needs WINCH_CLICKHOUSE_DSN (like clickhouse://127.0.0.1:9000/winch)")
 	}
 	log := g.serviceLogger()
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-sink", Logger: log, Wait: true})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-sink", log, true))
 	if err != nil {
 		return err
 	}

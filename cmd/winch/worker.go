@@ -131,7 +131,7 @@ type WorkerCmd struct {
 // Run serves until SIGTERM or SIGINT, then drains.
 func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.serviceLogger()
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-worker", Logger: log, Wait: true})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-worker", log, true))
 	if err != nil {
 		return err
 	}

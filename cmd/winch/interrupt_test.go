@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/winchhq/winch/schema"
+)
+
+var interruptSeq atomic.Int64
+
+// Ctrl-C in winch run, through the real binary: once detaches and the job
+// goes on; twice within the window, or once with --cancel-on-interrupt,
+// cancels the job and waits for its end, which its history records.
+func TestRunInterrupts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		flags     []string
+		signals   int
+		says      []string
+		wantState schema.State
+	}{
+		{"one Ctrl-C detaches", nil, 1,
+			[]string{"detaching from job %s, which goes on; Ctrl-C again within 3s cancels it", "stopped following; job %s goes on (winch logs -f %s, winch cancel %s)"},
+			schema.StateRunning},
+		{"a second Ctrl-C cancels", nil, 2,
+			[]string{"cancelling job %s; waiting for it to end", "job %s cancelled by tester"},
+			schema.StateCancelled},
+		{"--cancel-on-interrupt cancels at the first", []string{"--cancel-on-interrupt"}, 1,
+			[]string{"cancelling job %s; waiting for it to end", "job %s cancelled by tester"},
+			schema.StateCancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := fmt.Sprintf("interrupt-%d", interruptSeq.Add(1))
+			args := append([]string{"run", "--id", id}, tt.flags...)
+			cmd := winchCmd(t, []string{"WINCH_PRINCIPAL=tester"}, append(args, "core.sleep", "--seconds", "60")...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := make(chan string, 32)
+			go func() {
+				s := bufio.NewScanner(stderr)
+				for s.Scan() {
+					lines <- s.Text()
+				}
+				close(lines)
+			}()
+			c := testClient(t)
+			waitStarted(t, c, id)
+			var said []string
+			waitSaid := func(want string) {
+				t.Helper()
+				timeout := time.After(10 * time.Second)
+				for {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							t.Fatalf("winch run ended without saying %q; it said %q", want, said)
+						}
+						said = append(said, l)
+						if strings.Contains(l, want) {
+							return
+						}
+					case <-timeout:
+						t.Fatalf("winch run did not say %q within 10s; it said %q", want, said)
+					}
+				}
+			}
+			for i := range tt.signals {
+				if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+					t.Fatal(err)
+				}
+				if i+1 < tt.signals {
+					waitSaid("Ctrl-C again within")
+				}
+			}
+			for _, s := range tt.says {
+				waitSaid(strings.ReplaceAll(s, "%s", id))
+			}
+			for range lines {
+			}
+			err = cmd.Wait()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != exitCancelled {
+				t.Fatalf("winch run exited with %v, want %d", err, exitCancelled)
+			}
+			st, err := c.Status(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tt.wantState {
+				t.Fatalf("after the interrupt the job is %s, want %s", st.State, tt.wantState)
+			}
+			if tt.wantState == schema.StateCancelled && st.CancelledBy != "tester" {
+				t.Fatalf("the job's record says it was cancelled by %q", st.CancelledBy)
+			}
+			if tt.wantState == schema.StateRunning {
+				if _, err := c.Cancel(t.Context(), id, "tester"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

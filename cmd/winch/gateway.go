@@ -24,8 +24,8 @@ import (
 type GatewayFlags struct {
 	HTTPAddr     string        `name:"http-addr" env:"WINCH_HTTP_ADDR" default:"127.0.0.1:5123" help:"Where the HTTP API and console listen (off: not at all, in winch dev)."`
 	HTTPInsecure bool          `name:"http-insecure" env:"WINCH_HTTP_INSECURE" help:"Allow plain HTTP on an address beyond loopback (behind a proxy that terminates TLS)."`
-	TLSCert      string        `name:"tls-cert" env:"WINCH_TLS_CERT" type:"existingfile" help:"PEM certificate: serve HTTPS (with --tls-key)."`
-	TLSKey       string        `name:"tls-key" env:"WINCH_TLS_KEY" type:"existingfile" help:"PEM private key of --tls-cert."`
+	TLSCert      string        `name:"http-tls-cert" env:"WINCH_TLS_CERT" type:"existingfile" help:"PEM certificate: serve HTTPS (with --http-tls-key)."`
+	TLSKey       string        `name:"http-tls-key" env:"WINCH_TLS_KEY" type:"existingfile" help:"PEM private key of --http-tls-cert."`
 	TokensFile   string        `name:"tokens-file" env:"WINCH_TOKENS_FILE" type:"existingfile" help:"YAML list of {sha256, principal, roles}: the bearer tokens accepted, by their SHA-256."`
 	Tokens       string        `name:"tokens" env:"WINCH_TOKENS" help:"Tokens accepted, as SHA256:PRINCIPAL[:ROLE+ROLE] separated by spaces."`
 	OIDCIssuer   string        `name:"oidc-issuer" env:"WINCH_OIDC_ISSUER" help:"Accept OpenID Connect ID tokens from this issuer (its discovery URL without /.well-known/...)."`

@@ -94,7 +94,7 @@ func startWorker() (func(), error) {
 	reg.Git.CacheDir = cache
 	catalog := &modules.Resolver{Core: core, Registry: reg}
 	w, err := worker.New(nc, worker.Config{
-		ID: "cli-test-worker", Concurrency: 8, Catalog: catalog,
+		ID: "cli-test-worker", Concurrency: 16, Catalog: catalog,
 		Executor: &process.Executor{KillGrace: 500 * time.Millisecond},
 		Topology: broker.Topology{AckWait: 2 * time.Second},
 	})

@@ -35,14 +35,15 @@ const (
 
 	// SchedulesStream holds schedules (winch.schedules.<name>.<owner>, one
 	// message each, which the server fires: ADR-51 message scheduling), their
-	// fires until a worker has turned each into a request
-	// (winch.fires.<name>.<owner>), and a record of each fire
-	// (winch.runs.<name>.<owner>, the last RunsKept).
+	// fires (winch.fires.<name>.<owner>), which a worker turns into requests,
+	// and a record of each fire (winch.runs.<name>.<owner>); the last
+	// RunsKept of each.
 	SchedulesStream = "WINCH_SCHEDULES"
 	// FiresConsumer is the durable consumer of fires that every worker shares.
 	FiresConsumer = "fires"
-	// RunsKept is how many fire records the stream keeps per schedule; it
-	// also bounds the fires of one schedule that wait while no worker runs.
+	// RunsKept is how many fires and fire records the stream keeps per
+	// schedule; it also bounds the fires of one schedule that wait while no
+	// worker runs (the oldest go first).
 	RunsKept = 20
 
 	// Priorities other than normal. A normal request's subject has no

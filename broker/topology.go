@@ -306,9 +306,11 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		Name:        SchedulesStream,
 		Description: "winch schedules (fired by the server), their fires until a worker relays them, and a record of each fire",
 		Subjects:    []string{AllSchedules, AllFires, AllRuns},
-		// Work queue: a fire goes once a worker has made it a request; a
-		// schedule and its records are consumed by nobody and stay.
-		Retention: jetstream.WorkQueuePolicy,
+		// Limits, not a work queue: clients read schedules and records with
+		// ordered consumers (last per subject), which a work queue refuses.
+		// MaxMsgsPerSubject bounds what stays: one message per schedule
+		// (roll-ups), the last RunsKept fires and records of each.
+		Retention: jetstream.LimitsPolicy,
 		Storage:   jetstream.FileStorage,
 		// ADR-51: the server fires these messages itself. It needs roll-ups
 		// (a schedule is one message per subject, replaced to pause, resume

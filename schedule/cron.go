@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// cron is a parsed five-field cron expression (minute hour day-of-month
-// month day-of-week), with the semantics of the NATS server's scheduler
+// cron is a parsed cron expression of five fields (minute hour day-of-month
+// month day-of-week) or six (seconds first, as the NATS server takes), with the semantics of the NATS server's scheduler
 // (which is robfig/cron's): lists, ranges, steps, month and weekday names,
 // and the classic rule that when both day fields are restricted a day
 // matching either one matches. The server is given the same fields with a
@@ -16,8 +16,8 @@ import (
 // wrong, and to compute fire times (next fire, the fire a late message
 // belongs to).
 type cron struct {
-	minute, hour, dom, month, dow uint64
-	loc                           *time.Location
+	second, minute, hour, dom, month, dow uint64
+	loc                                   *time.Location
 }
 
 // starBit marks a field given as * or ?, for the day-matching rule.
@@ -29,7 +29,8 @@ type cronField struct {
 	names    map[string]uint
 }
 
-var cronFields = [5]cronField{
+var cronFields = [6]cronField{
+	{name: "second", min: 0, max: 59},
 	{name: "minute", min: 0, max: 59},
 	{name: "hour", min: 0, max: 23},
 	{name: "day of month", min: 1, max: 31},
@@ -43,21 +44,27 @@ var cronFields = [5]cronField{
 // parseCron parses five fields in loc (UTC when nil).
 func parseCron(expr string, loc *time.Location) (*cron, error) {
 	fields := strings.Fields(expr)
-	if len(fields) != 5 {
-		return nil, fmt.Errorf("cron %q has %d fields; write five: minute hour day-of-month month day-of-week, like \"0 3 * * *\" (03:00 every day)", expr, len(fields))
+	if len(fields) != 5 && len(fields) != 6 {
+		return nil, fmt.Errorf("cron %q has %d fields; write five: minute hour day-of-month month day-of-week, like \"0 3 * * *\" (03:00 every day), or six with seconds first", expr, len(fields))
 	}
-	var bits [5]uint64
+	kinds := cronFields[:]
+	bits := []uint64{1} // second 0, for five fields
+	if len(fields) == 5 {
+		kinds = kinds[1:]
+	} else {
+		bits = nil
+	}
 	for i, f := range fields {
-		b, err := parseCronField(f, cronFields[i])
+		b, err := parseCronField(f, kinds[i])
 		if err != nil {
-			return nil, fmt.Errorf("cron %q, field %d (%s): %w", expr, i+1, cronFields[i].name, err)
+			return nil, fmt.Errorf("cron %q, field %d (%s): %w", expr, i+1, kinds[i].name, err)
 		}
-		bits[i] = b
+		bits = append(bits, b)
 	}
 	if loc == nil {
 		loc = time.UTC
 	}
-	c := &cron{minute: bits[0], hour: bits[1], dom: bits[2], month: bits[3], dow: bits[4], loc: loc}
+	c := &cron{second: bits[0], minute: bits[1], hour: bits[2], dom: bits[3], month: bits[4], dow: bits[5], loc: loc}
 	// A day that never comes ("0 0 30 2 *") is refused rather than stored
 	// as a schedule that never fires.
 	if c.next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
@@ -157,45 +164,62 @@ func (c *cron) dayMatches(t time.Time) bool {
 	return domMatch || dowMatch
 }
 
-// maxSteps bounds the searches: five years of jumps by month, day, hour.
-const maxSteps = 5 * (12 + 366 + 366*24 + 60)
+// maxSteps bounds the searches: years of jumps by month, day, hour,
+// minute and second.
+const maxSteps = 5 * (12 + 366 + 366*24 + 120)
 
 // next is the first fire strictly after t, or zero if none within years.
 func (c *cron) next(t time.Time) time.Time {
-	t = t.In(c.loc).Truncate(time.Minute).Add(time.Minute)
+	t = t.In(c.loc).Truncate(time.Second).Add(time.Second)
 	for range maxSteps * 10 {
+		var n time.Time
 		switch {
 		case 1<<uint(t.Month())&c.month == 0:
-			t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, c.loc)
+			n = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, c.loc)
 		case !c.dayMatches(t):
-			t = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, c.loc)
+			n = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, c.loc)
 		case 1<<uint(t.Hour())&c.hour == 0:
-			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, c.loc)
+			n = time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, c.loc)
 		case 1<<uint(t.Minute())&c.minute == 0:
-			t = t.Add(time.Minute)
+			n = t.Truncate(time.Minute).Add(time.Minute)
+		case 1<<uint(t.Second())&c.second == 0:
+			n = t.Add(time.Second)
 		default:
 			return t
 		}
+		// A wall-clock time that a daylight-saving change skips may
+		// normalize backwards; move on by the hour instead.
+		if !n.After(t) {
+			n = t.Truncate(time.Hour).Add(time.Hour)
+		}
+		t = n
 	}
 	return time.Time{}
 }
 
 // prev is the last fire at or before t, or zero if none within years.
 func (c *cron) prev(t time.Time) time.Time {
-	t = t.In(c.loc).Truncate(time.Minute)
+	t = t.In(c.loc).Truncate(time.Second)
 	for range maxSteps * 10 {
+		var n time.Time
 		switch {
 		case 1<<uint(t.Month())&c.month == 0:
-			t = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, c.loc).Add(-time.Minute)
+			n = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, c.loc).Add(-time.Second)
 		case !c.dayMatches(t):
-			t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, c.loc).Add(-time.Minute)
+			n = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, c.loc).Add(-time.Second)
 		case 1<<uint(t.Hour())&c.hour == 0:
-			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, c.loc).Add(-time.Minute)
+			n = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, c.loc).Add(-time.Second)
 		case 1<<uint(t.Minute())&c.minute == 0:
-			t = t.Add(-time.Minute)
+			n = t.Truncate(time.Minute).Add(-time.Second)
+		case 1<<uint(t.Second())&c.second == 0:
+			n = t.Add(-time.Second)
 		default:
 			return t
 		}
+		if !n.Before(t) {
+			n = t.Truncate(time.Hour).Add(-time.Second)
+		}
+		t = n
 	}
 	return time.Time{}
 }

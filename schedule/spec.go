@@ -19,8 +19,8 @@ import (
 
 // Spec says when a schedule fires: exactly one of Cron, Every or At.
 type Spec struct {
-	// Cron is five fields (minute hour day-of-month month day-of-week), in
-	// TimeZone (UTC when empty).
+	// Cron is five fields (minute hour day-of-month month day-of-week), or
+	// six with seconds first, in TimeZone (UTC when empty).
 	Cron     string
 	TimeZone string
 	// Every is an interval of at least a second; the first fire is one
@@ -93,7 +93,11 @@ func (s Spec) cron() (*cron, error) {
 func (s Spec) Pattern() string {
 	switch {
 	case s.Cron != "":
-		return "0 " + strings.Join(strings.Fields(s.Cron), " ")
+		f := strings.Fields(s.Cron)
+		if len(f) == 5 {
+			f = append([]string{"0"}, f...)
+		}
+		return strings.Join(f, " ")
 	case s.Every != 0:
 		return "@every " + s.Every.String()
 	}

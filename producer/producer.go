@@ -90,7 +90,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	if err != nil {
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
-	subject := broker.JobSubject(req.Queue, req.ID, req.Principal)
+	subject := broker.PriorityJobSubject(req.Queue, req.Priority.SubjectToken(), req.ID, req.Principal)
 	ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(broker.JobsStream))
 	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
 		return Submitted{}, fmt.Errorf("%w: you may not publish requests as %q on queue %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)",
@@ -128,7 +128,7 @@ func (c *Client) Status(ctx context.Context, id string) (schema.JobState, error)
 	if err != nil {
 		return schema.JobState{}, fmt.Errorf("open the queue: %w", err)
 	}
-	st, _, found, err := jobs.Unclaimed(ctx, s, broker.JobRequestFilter(id))
+	st, _, found, err := jobs.UnclaimedJob(ctx, s, id)
 	if err != nil {
 		return schema.JobState{}, err
 	}

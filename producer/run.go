@@ -31,6 +31,9 @@ type RunRequest struct {
 	IdempotencyKey string
 	// Timeout bounds the run, with the command's own timeout (0: that alone).
 	Timeout time.Duration
+	// Priority orders it among the requests waiting on its queue (empty:
+	// normal).
+	Priority schema.Priority
 }
 
 // ParamError is what is wrong with one parameter.
@@ -102,6 +105,7 @@ func Prepare(cat *modules.Catalog, req RunRequest) (schema.Request, error) {
 	return schema.Request{
 		ID: req.ID, Command: cmd.Name, Params: params, Queue: req.Queue, Principal: req.Principal,
 		IdempotencyKey: req.IdempotencyKey, Timeout: schema.Duration(req.Timeout), ModuleCommit: cmd.Commit,
+		Priority: req.Priority,
 	}, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
 )
@@ -316,59 +315,12 @@ func TestServerRefusesWhatItCannotSchedule(t *testing.T) {
 	}
 }
 
-// restartable is a server of the test's own on a fixed port, so that
-// clients reconnect to it after a restart.
-type restartable struct {
-	t    *testing.T
-	dir  string
-	url  string
-	srv  *broker.Server
-	stop sync.Once
-}
-
-func newRestartable(t *testing.T) *restartable {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	r := &restartable{t: t, dir: filepath.Join(t.TempDir(), "nats"), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	r.start()
-	t.Cleanup(func() {
-		if r.srv != nil {
-			r.srv.Stop()
-		}
-	})
-	return r
-}
-
-func (r *restartable) start() {
-	srv, err := broker.NewServer(broker.ServerConfig{DataDir: r.dir, ListenURL: r.url, Name: "restart"})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		r.t.Fatal(err)
-	}
-	r.srv = srv
-}
-
-func (r *restartable) restart(down time.Duration) {
-	r.srv.Stop()
-	r.srv = nil
-	time.Sleep(down)
-	r.start()
-}
-
 // A fire due while the server was down comes once, when it is back; the
 // relay sees it late, which is what --catch-up decides on.
 func TestServerFiresAMissedScheduleOnceAfterARestart(t *testing.T) {
 	t.Parallel()
-	srv := newRestartable(t)
-	_, js, st := connect(t, srv.url)
+	srv := testenv.RestartableNATS(t)
+	_, js, st := connect(t, srv.URL)
 	at := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
 	cronDue := at.Add(time.Second)
 	ds := []schedule.Definition{
@@ -380,7 +332,7 @@ func TestServerFiresAMissedScheduleOnceAfterARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.restart(time.Until(cronDue) + 2*time.Second)
+	srv.Restart(time.Until(cronDue) + 2*time.Second)
 	fa := watchFires(t, js, "missed-at", "alice")
 	fc := watchFires(t, js, "missed-cron", "alice")
 	waitFor(t, 10*time.Second, "both missed fires", func() bool { return len(fa.all()) == 1 && len(fc.all()) == 1 })

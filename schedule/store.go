@@ -86,7 +86,10 @@ func (s *Store) Remove(ctx context.Context, name, owner string) error {
 type Entry struct {
 	Definition
 	// Stored is when the schedule was last written (added, paused, resumed).
-	Stored time.Time
+	Stored time.Time `json:"stored,omitzero"`
+	// Gone: the schedule was removed, or was an --at that fired; only its
+	// fire records are left.
+	Gone bool `json:"gone,omitempty"`
 }
 
 // Get returns the schedule name, whoever owns it; ErrNotFound if there is
@@ -157,6 +160,20 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]Run, error) {
 		return nil
 	})
 	return out, err
+}
+
+// RecordedOwner finds the owner of schedule name from its fire records,
+// for a schedule that is gone.
+func (s *Store) RecordedOwner(ctx context.Context, name string) (string, bool, error) {
+	raw, err := s.stream.GetLastMsgForSubject(ctx, broker.RunSubject(name, "*"))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	p, ok := broker.ParseScheduleSubject(raw.Subject)
+	return p.Owner, ok, nil
 }
 
 // Runs returns the kept fire records of one schedule, oldest first.

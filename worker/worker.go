@@ -109,11 +109,11 @@ type Worker struct {
 	js  jetstream.JetStream
 
 	// topo is the fleet's topology, as Start found it.
-	topo     broker.Topology
+	topo      broker.Topology
 	store     *jobs.Store
 	schedules *schedule.Store
 	sessions  *jobs.Sessions
-	events   *jobs.Publisher
+	events    *jobs.Publisher
 	// session names this run of the worker in the liveness bucket and in
 	// the states of the jobs it holds.
 	session string

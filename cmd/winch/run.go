@@ -23,6 +23,9 @@ type RunCmd struct {
 	ID             string        `help:"Job id to use (default: a new one)."`
 	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
 	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+	Priority       string        `enum:"high,normal,low" default:"normal" help:"Which waiting request a free worker takes first (${enum})."`
+	At             string        `help:"Run once, later, at this time (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local); prints the job id and returns."`
+	In             time.Duration `help:"Run once, after this long (like 2h); prints the job id and returns."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -54,10 +57,18 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
+	prio, err := schema.ParsePriority(c.Priority)
+	if err != nil {
+		return usageError("--priority: %v", err)
+	}
+	run := producer.RunRequest{
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout,
-	})
+		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Priority: prio,
+	}
+	if c.At != "" || c.In != 0 {
+		return c.runLater(ctx, g, client, catalog, run)
+	}
+	sub, err := client.RunIn(ctx, catalog, run)
 	if err != nil {
 		return runError(err)
 	}
@@ -73,6 +84,35 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice)
+}
+
+// runLater is `winch run --at/--in`: a one-off schedule, whose fire is an
+// ordinary job with an id known now.
+func (c *RunCmd) runLater(ctx context.Context, g *Globals, client *producer.Client, catalog *modules.Catalog, run producer.RunRequest) error {
+	if c.At != "" && c.In != 0 {
+		return usageError("give --at or --in, not both")
+	}
+	if c.ID != "" || c.IdempotencyKey != "" {
+		return usageError("--id and --idempotency-key do not apply to a delayed run: its job id comes from its schedule and time")
+	}
+	now := time.Now()
+	at := now.Add(c.In)
+	if c.At != "" {
+		var err error
+		if at, err = parseAt(c.At, now); err != nil {
+			return usageError("--at: %v", err)
+		}
+	}
+	id, d, err := client.RunAt(ctx, catalog, run, at, "")
+	if err != nil {
+		return scheduleError(err)
+	}
+	if g.jsonOutput() {
+		return json.NewEncoder(g.stdio.Out).Encode(map[string]any{"id": id, "at": d.At, "schedule": d.Name})
+	}
+	fmt.Fprintf(g.stdio.Err, "winch: %s runs at %s (schedule %s; winch schedule remove %s cancels it before then)\n", d.Request.Command, formatTime(d.At), d.Name, d.Name)
+	_, err = fmt.Fprintln(g.stdio.Out, id)
+	return err
 }
 
 // runError makes what the library refuses to run a usage error, naming

@@ -77,7 +77,7 @@ func TestScheduleIntervalFiresRepeatedlyAsOrdinaryJobs(t *testing.T) {
 		seen[r.Job] = true
 		events := e.Follow(r.Job)
 		accepted := events[0]
-		if accepted.Kind != schema.KindAccepted || accepted.Schedule != name || accepted.Principal != "alice" || accepted.Priority != schema.PriorityNormal {
+		if accepted.Kind != schema.KindAccepted || accepted.Schedule != name || accepted.Principal != "alice" || accepted.Priority.Or() != schema.PriorityNormal {
 			t.Fatalf("first event %+v: want accepted, of schedule %s, by alice, normal priority", accepted, name)
 		}
 		if last := jobtest.Last(events); last.State != schema.StateSucceeded || last.Schedule != name {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,9 +36,12 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 		Subject: m.Subject(), Scheduler: m.Headers().Get(schedule.HeaderScheduler),
 		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp,
 	}
-	parts, _ := broker.ParseScheduleSubject(m.Subject())
-	if last, ok, err := w.schedules.LastRun(ctx, parts.Name, parts.Owner); err == nil && ok {
-		fire.Expected = last.Next
+	// Only an interval needs the last fire's record to tell a late fire.
+	if d, err := schedule.Decode(fire.Data); err == nil && d.Every != 0 {
+		parts, _ := broker.ParseScheduleSubject(m.Subject())
+		if last, ok, err := w.schedules.LastRun(ctx, parts.Name, parts.Owner); err == nil && ok {
+			fire.Expected = last.Next
+		}
 	}
 	fired, err := schedule.Relay(fire)
 	if err != nil {
@@ -118,6 +122,39 @@ func (w *Worker) refuseFire(ctx context.Context, fire schedule.Fire, why error) 
 		}
 	}
 	w.reject(ctx, &rejection{id: id, req: req, principal: by, reason: fmt.Errorf("fire refused: %w", why)})
+}
+
+// relayConcurrency bounds the fires one worker relays at once: a thousand
+// schedules due the same second are a thousand requests to publish.
+const relayConcurrency = 32
+
+// relayLoop takes fires until the worker stops, relaying a batch at a time,
+// its fires at once.
+func (w *Worker) relayLoop(c jetstream.Consumer) {
+	defer w.loops.Done()
+	sem := make(chan struct{}, relayConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for w.fetchCtx.Err() == nil {
+		ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
+		batch, err := c.Fetch(relayConcurrency*4, jetstream.FetchContext(ctx))
+		if err != nil {
+			cancel()
+			if w.fetchCtx.Err() == nil {
+				w.log.Warn("fetch fires", "err", err)
+				sleepOrDone(w.fetchCtx, time.Second)
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				w.relayFire(m)
+			})
+		}
+		cancel()
+	}
 }
 
 // errNoSchedules: the fleet's topology has no schedules stream (made by an

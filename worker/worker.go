@@ -245,7 +245,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	go w.fetchLoop(sources)
 	go w.drainShared(dead, w.buryAdvisory)
 	go w.drainShared(control, w.decideControl)
-	go w.drainShared(fires, w.relayFire)
+	go w.relayLoop(fires)
 	if r, ok := w.cfg.Executor.(Reapable); ok {
 		w.loops.Add(1)
 		go w.reapLoop(r)

@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeControlRequest$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateParams$$' -fuzztime $(FUZZTIME) ./schema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./modules/
+	$(GO) test -run '^$$' -fuzz '^FuzzSpecCheck$$' -fuzztime $(FUZZTIME) ./schedule/
 
 # The kill -9 loop (worker/chaos_test.go) at full size: WINCH_CHAOS_JOBS jobs
 # while worker processes are SIGKILLed every 2-4 s; WINCH_CHAOS_SEED repeats a

@@ -353,23 +353,27 @@ type QueueStatus struct {
 	IdleWorkers int
 }
 
-// Queue reports the state of a queue's shared consumer.
+// Queue reports the state of a queue's shared consumers, all priorities
+// together.
 func (c *Client) Queue(ctx context.Context, queue string) (QueueStatus, error) {
 	qs := QueueStatus{Queue: queue}
-	cons, err := c.js.Consumer(ctx, broker.JobsStream, broker.ConsumerName(queue))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return qs, nil
+	for _, prio := range broker.Priorities {
+		cons, err := c.js.Consumer(ctx, broker.JobsStream, broker.PriorityConsumerName(queue, prio))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return qs, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return qs, err
+		}
+		qs.Exists = true
+		qs.Pending += info.NumPending
+		qs.InFlight += info.NumAckPending
+		// An idle worker polls every priority: count it once.
+		qs.IdleWorkers = max(qs.IdleWorkers, info.NumWaiting)
 	}
-	if err != nil {
-		return qs, err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return qs, err
-	}
-	qs.Exists = true
-	qs.Pending = info.NumPending
-	qs.InFlight = info.NumAckPending
-	qs.IdleWorkers = info.NumWaiting
 	return qs, nil
 }

@@ -36,11 +36,15 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 		Subject: m.Subject(), Scheduler: m.Headers().Get(schedule.HeaderScheduler),
 		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp,
 	}
-	// Only an interval needs the last fire's record to tell a late fire.
+	// Only an interval needs the last fire's record to tell a late fire,
+	// and only when the schedule was not written (added again, resumed)
+	// since that fire: then it counts from the write.
 	if d, err := schedule.Decode(fire.Data); err == nil && d.Every != 0 {
-		parts, _ := broker.ParseScheduleSubject(m.Subject())
-		if last, ok, err := w.schedules.LastRun(ctx, parts.Name, parts.Owner); err == nil && ok {
-			fire.Expected = last.Next
+		if last, ok, err := w.schedules.LastRun(ctx, d.Name, d.Owner); err == nil && ok &&
+			fire.Stamp.Sub(last.Next) > w.cfg.ScheduleGrace {
+			if e, err := w.schedules.Get(ctx, d.Name); err == nil && e.Owner == d.Owner && e.Stored.Before(last.Relayed) {
+				fire.Expected = last.Next
+			}
 		}
 	}
 	fired, err := schedule.Relay(fire)

@@ -369,3 +369,39 @@ func TestScheduleCatchUpAfterTheBrokerWasDown(t *testing.T) {
 		}
 	}
 }
+
+// An interval's fire that was due while the broker was down is skipped
+// under --catch-up skip; one after a pause is not missed, and runs.
+func TestScheduleIntervalCatchUpSkipAndResume(t *testing.T) {
+	t.Parallel()
+	srv := testenv.RestartableNATS(t)
+	e := jobtest.NewWithTopology(t, srv.URL, jobtest.Topology, withDefaults)
+	e.StartWorker(worker.Config{ScheduleGrace: time.Second})
+	name := "every-skip"
+	addSchedule(t, e, name, "alice", schedule.Spec{Every: 2 * time.Second}, schedule.CatchUpSkip, "core.echo", map[string]any{"text": "tick"})
+	waitRuns(t, e, name, 1, 10*time.Second)
+	srv.Restart(5 * time.Second)
+	runs := waitRuns(t, e, name, 2, 15*time.Second)
+	if !strings.Contains(runs[1].Skipped, "catch-up is skip") {
+		t.Fatalf("the fire due while the broker was down: %+v", runs[1])
+	}
+	runs = waitRuns(t, e, name, 3, 10*time.Second)
+	if runs[2].Skipped != "" {
+		t.Fatalf("the next fire, on time: %+v", runs[2])
+	}
+	if err := e.Client.PauseSchedule(t.Context(), name, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	n := len(scheduleRuns(t, e, name))
+	if err := e.Client.ResumeSchedule(t.Context(), name, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	runs = waitRuns(t, e, name, n+1, 10*time.Second)
+	if runs[n].Skipped != "" {
+		t.Fatalf("the first fire after resuming: %+v", runs[n])
+	}
+	if err := e.Client.RemoveSchedule(t.Context(), name, "alice"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -34,7 +34,8 @@ func TestHighPriorityStartsBeforeWaitingLowPriority(t *testing.T) {
 	e := newEnv(t)
 	log := filepath.Join(t.TempDir(), "starts")
 	e.StartWorker(worker.Config{Concurrency: 1})
-	busy := e.Submit("test.record", map[string]any{"log": log, "seconds": 1.5})
+	// Busy long enough for 201 submissions, even under the race detector.
+	busy := e.Submit("test.record", map[string]any{"log": log, "seconds": 5})
 	e.WaitFor(busy, schema.KindStarted)
 	for range 200 {
 		e.Submit("test.record", map[string]any{"log": log, "seconds": 0}, priority(schema.PriorityLow))
@@ -43,7 +44,10 @@ func TestHighPriorityStartsBeforeWaitingLowPriority(t *testing.T) {
 	if st := e.Status(high); st.Priority != schema.PriorityHigh || st.State != schema.StateQueued {
 		t.Fatalf("the high request, queued: %+v", st)
 	}
-	if !jobtest.Eventually(20*time.Second, func() bool { return len(startOrder(t, log)) >= 3 }) {
+	if st := e.Status(busy); st.State != schema.StateRunning {
+		t.Fatalf("the busy job is %s before the high request was queued; the test needs it running", st.State)
+	}
+	if !jobtest.Eventually(30*time.Second, func() bool { return len(startOrder(t, log)) >= 3 }) {
 		t.Fatalf("starts: %v", startOrder(t, log))
 	}
 	order := startOrder(t, log)

@@ -58,8 +58,12 @@ func TestMigrationsRunTwiceChangeNothing(t *testing.T) {
 	if n := count(t, conn, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('events', 'jobs', 'schema_migrations')", s.Database()); n != 3 {
 		t.Fatalf("%d of the 3 tables exist", n)
 	}
-	if n := count(t, conn, "SELECT uniqExact(version) FROM "+s.Database()+".schema_migrations"); n != 3 {
-		t.Fatalf("%d migrations recorded", n)
+	all, err := schema.ClickHouseMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT uniqExact(version) FROM "+s.Database()+".schema_migrations"); n != uint64(len(all)) {
+		t.Fatalf("%d migrations recorded, want %d", n, len(all))
 	}
 }
 
@@ -373,5 +377,34 @@ func TestPruneDropsWholeOldPartitions(t *testing.T) {
 	}
 	if evs, _ := s.Events(t.Context(), "p-old"); len(evs) != 0 {
 		t.Fatalf("events of the pruned job remain: %d", len(evs))
+	}
+}
+
+// A job's priority and the schedule that made it reach both tables, and
+// --schedule finds the jobs of one schedule.
+func TestPriorityAndScheduleAreAudited(t *testing.T) {
+	t.Parallel()
+	s := store(t, nil)
+	e := newEnv(t)
+	e.StartWorker(worker.Config{})
+	startSink(t, e, s, "")
+	name := "audited-" + strings.ReplaceAll(e.Queue, "_", "-")
+	scheduled := e.Submit("core.true", nil, func(r *schema.Request) { r.Priority, r.Schedule = schema.PriorityHigh, name })
+	plain := e.Submit("core.true", nil)
+	var events uint64
+	for _, id := range []string{scheduled, plain} {
+		events += uint64(len(e.Follow(id)))
+	}
+	waitStored(t, s, []string{scheduled, plain}, events, 30*time.Second)
+	jobs, err := s.Jobs(t.Context(), audit.Filter{Schedule: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].JobID != scheduled || jobs[0].Priority != "high" || jobs[0].Schedule != name {
+		t.Fatalf("jobs of schedule %s: %+v", name, jobs)
+	}
+	evs, err := s.Events(t.Context(), scheduled)
+	if err != nil || len(evs) == 0 || evs[0].Schedule != name || evs[0].Priority != schema.PriorityHigh {
+		t.Fatalf("events: %+v, %v", evs, err)
 	}
 }

@@ -20,6 +20,8 @@ type Job struct {
 	Commit     string         `json:"commit,omitempty"`
 	Principal  string         `json:"principal"`
 	Queue      string         `json:"queue"`
+	Priority   string         `json:"priority,omitempty"`
+	Schedule   string         `json:"schedule,omitempty"`
 	Attempt    int            `json:"attempt"`
 	Worker     string         `json:"worker"`
 	Executor   string         `json:"executor"`
@@ -39,10 +41,12 @@ type Filter struct {
 	Command   string
 	Module    string
 	Queue     string
-	State     schema.State
-	JobID     string
-	Since     time.Time
-	Until     time.Time
+	// Schedule selects the jobs that a schedule's fires made.
+	Schedule string
+	State    schema.State
+	JobID    string
+	Since    time.Time
+	Until    time.Time
 	// Grep selects jobs whose output contains the text.
 	Grep  string
 	Limit int
@@ -73,6 +77,9 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 	}
 	if f.JobID != "" {
 		add("job_id = ?", f.JobID)
+	}
+	if f.Schedule != "" {
+		add("schedule = ?", f.Schedule)
 	}
 	if !f.Since.IsZero() {
 		add("created_at >= toDateTime(?)", f.Since.Unix())
@@ -110,7 +117,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 		argMax(param_names, version), argMax(param_values, version),
 		argMax(has_exit, version), argMax(exit_code, version), argMax(error, version), argMax(reason, version),
 		min(created_at) AS created, argMax(started_at, version), argMax(finished_at, version), argMax(duration_ms, version),
-		argMax(commit, version)
+		argMax(commit, version), any(priority), any(schedule)
 	FROM ` + s.db + `.jobs WHERE ` + cond + `
 	GROUP BY job_id ` + having + `
 	ORDER BY created DESC, job_id DESC
@@ -132,7 +139,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 			started, ended time.Time
 		)
 		if err := rows.Scan(&j.JobID, &state, &j.Command, &j.Module, &j.Principal, &j.Queue, &attempt, &j.Worker, &j.Executor,
-			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS, &j.Commit); err != nil {
+			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS, &j.Commit, &j.Priority, &j.Schedule); err != nil {
 			return nil, err
 		}
 		j.State, j.Attempt, j.Params = schema.State(state), int(attempt), unflattenParams(names, values)
@@ -173,11 +180,13 @@ func (s *Store) Events(ctx context.Context, jobID string) ([]schema.Event, error
 			hasExit             uint8
 			code                int32
 			names, values       []string
+			priority            string
 		)
 		if err := rows.Scan(&ev.JobID, &attempt, &seq, &secs, &ns, &kind, &state, &stream, &ev.Data, &hasExit, &code,
-			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image, &ev.Commit); err != nil {
+			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image, &ev.Commit, &priority, &ev.Schedule); err != nil {
 			return nil, err
 		}
+		ev.Priority = schema.Priority(priority)
 		ev.Attempt, ev.Seq = int(attempt), int(seq)
 		// A batch inserted twice leaves two copies until a merge: keep one.
 		if n := len(out); n > 0 && out[n-1].Attempt == ev.Attempt && out[n-1].Seq == ev.Seq {

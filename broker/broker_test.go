@@ -147,6 +147,37 @@ func TestEnsureIsIdempotentAndSurvivesRestart(t *testing.T) {
 	}
 }
 
+// Each priority's subjects match its own consumer's filter only: a work
+// queue stream refuses consumers whose filters overlap.
+func TestPriorityFiltersDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	for _, prio := range broker.Priorities {
+		subject := broker.PriorityJobSubject("q", prio, "j1", "alice")
+		for _, other := range broker.Priorities {
+			if matches(broker.PriorityFilter("q", other), subject) != (other == prio) {
+				t.Errorf("filter %s and subject %s", broker.PriorityFilter("q", other), subject)
+			}
+		}
+		if !matches(broker.QueueFilter("q"), subject) {
+			t.Errorf("QueueFilter does not match %s", subject)
+		}
+	}
+}
+
+// matches reports whether a NATS subject filter matches subject.
+func matches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || tok != "*" && tok != s[i] {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
 func TestSubjects(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -157,6 +188,13 @@ func TestSubjects(t *testing.T) {
 		{broker.JobSubject("default", "j1", "alice"), broker.JobSubjectParts{Queue: "default", Job: "j1", Principal: "alice"}, true},
 		{"winch.jobs.default.alice", broker.JobSubjectParts{}, false},
 		{"winch.jobs.default.j1.a.b", broker.JobSubjectParts{}, false},
+		{broker.PriorityJobSubject("default", broker.PriorityHigh, "j1", "alice"), broker.JobSubjectParts{Queue: "default", Priority: "high", Job: "j1", Principal: "alice"}, true},
+		{broker.PriorityJobSubject("default", broker.PriorityLow, "j1", "alice"), broker.JobSubjectParts{Queue: "default", Priority: "low", Job: "j1", Principal: "alice"}, true},
+		// normal has no token: the same subject as a request without priority.
+		{broker.PriorityJobSubject("default", "normal", "j1", "alice"), broker.JobSubjectParts{Queue: "default", Job: "j1", Principal: "alice"}, true},
+		// a job may be named "high": three tokens are queue, job, principal.
+		{"winch.jobs.default.high.alice", broker.JobSubjectParts{Queue: "default", Job: "high", Principal: "alice"}, true},
+		{"winch.jobs.default.urgent.j1.alice", broker.JobSubjectParts{}, false},
 		{"winch.jobs.default..alice", broker.JobSubjectParts{}, false},
 		{"winch.events.j.log", broker.JobSubjectParts{}, false},
 	} {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/schedule"
 )
 
 // nats.conf's users have exactly broker.ClientPermissions and
@@ -80,11 +81,23 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 	if _, err := ajs.Publish(t.Context(), broker.ControlSubject("cancel", "j1", "alice"), []byte("{}")); err != nil {
 		t.Fatalf("alice cannot ask to cancel as alice: %v", err)
 	}
+	if _, err := ajs.Publish(t.Context(), broker.PriorityJobSubject("default", broker.PriorityHigh, "j3", "alice"), []byte("{}")); err != nil {
+		t.Fatalf("alice cannot publish a high-priority request as alice: %v", err)
+	}
+	if _, err := ajs.Publish(t.Context(), broker.ScheduleSubject("nightly", "alice"), []byte("{}")); err != nil {
+		t.Fatalf("alice cannot write her own schedule: %v", err)
+	}
 	// Everything that would let alice act as someone else, or write the
 	// record of what happened, is refused by the server.
 	for _, subject := range []string{
 		broker.JobSubject("default", "j2", "bob"),
+		broker.PriorityJobSubject("default", broker.PriorityHigh, "j2", "bob"),
 		broker.ControlSubject("cancel", "j1", "bob"),
+		// Schedules are their owners'; fires and their records are the
+		// server's and the workers'.
+		broker.ScheduleSubject("nightly", "bob"),
+		broker.FireSubject("nightly", "alice"),
+		broker.RunSubject("nightly", "alice"),
 		broker.EventSubject("j1", "finished"),
 		broker.EventSubject("j1", "accepted"),
 		"$KV." + broker.StateBucket + ".j1",
@@ -99,6 +112,17 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
+	// A client reads schedules and their fire records (winch schedule list).
+	st, err := schedule.Open(ctx, ajs)
+	if err != nil {
+		t.Fatalf("alice cannot open the schedules: %v", err)
+	}
+	if _, err := st.List(ctx); err != nil {
+		t.Fatalf("alice cannot list schedules: %v", err)
+	}
+	if _, err := st.LastRuns(ctx); err != nil {
+		t.Fatalf("alice cannot read fire records: %v", err)
+	}
 	kv, err := ajs.KeyValue(ctx, broker.StateBucket)
 	if err != nil {
 		t.Fatalf("alice cannot read job states: %v", err)

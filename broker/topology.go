@@ -302,6 +302,29 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", DeadStream, err)
 	}
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        SchedulesStream,
+		Description: "winch schedules (fired by the server), their fires until a worker relays them, and a record of each fire",
+		Subjects:    []string{AllSchedules, AllFires, AllRuns},
+		// Limits, not a work queue: clients read schedules and records with
+		// ordered consumers (last per subject), which a work queue refuses.
+		// MaxMsgsPerSubject bounds what stays: one message per schedule
+		// (roll-ups), the last RunsKept fires and records of each.
+		Retention: jetstream.LimitsPolicy,
+		Storage:   jetstream.FileStorage,
+		// ADR-51: the server fires these messages itself. It needs roll-ups
+		// (a schedule is one message per subject, replaced to pause, resume
+		// or remove it).
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+		MaxMsgsPerSubject: RunsKept,
+		Duplicates:        t.DuplicateWindow,
+		Replicas:          t.Replicas,
+		MaxMsgSize:        1 << 20,
+		AllowDirect:       true,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", SchedulesStream, err)
+	}
 	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
 		Description: "the latest state of each winch job",
@@ -355,6 +378,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 			have.Retention == want.Retention && have.Storage == want.Storage && have.MaxAge == want.MaxAge &&
 			have.Duplicates == want.Duplicates && have.Replicas == want.Replicas && have.AllowDirect == want.AllowDirect &&
+			have.AllowMsgSchedules == want.AllowMsgSchedules && unlimited(int(have.MaxMsgsPerSubject)) == unlimited(int(want.MaxMsgsPerSubject)) &&
 			maps.Equal(winchMetadata(have.Metadata), winchMetadata(want.Metadata)) &&
 			unlimited(int(have.MaxMsgSize)) == unlimited(int(want.MaxMsgSize)) && unlimited(have.MaxConsumers) == unlimited(want.MaxConsumers) {
 			return nil
@@ -398,18 +422,27 @@ func winchMetadata(m map[string]string) map[string]string {
 	return out
 }
 
-// queueConsumer is the configuration of queue's shared consumer under t.
-func queueConsumer(queue string, t Topology) jetstream.ConsumerConfig {
+// Priorities are the priorities of requests, highest first, as the broker
+// names them ("" is normal).
+var Priorities = []string{PriorityHigh, "", PriorityLow}
+
+// queueConsumer is the configuration of the consumer of queue's requests of
+// priority under t.
+func queueConsumer(queue, priority string, t Topology) jetstream.ConsumerConfig {
 	// Redeliveries back off: a request that keeps losing its worker is not
 	// retried in a tight loop. The first step is AckWait itself.
 	backoff := make([]time.Duration, t.MaxDeliver)
 	for i := range backoff {
 		backoff[i] = t.AckWait * time.Duration(1<<min(i, 4))
 	}
+	desc := "winch workers of queue " + queue
+	if priority != "" {
+		desc += ", " + priority + " priority"
+	}
 	return jetstream.ConsumerConfig{
-		Durable:       ConsumerName(queue),
-		Description:   "winch workers of queue " + queue,
-		FilterSubject: QueueFilter(queue),
+		Durable:       PriorityConsumerName(queue, priority),
+		Description:   desc,
+		FilterSubject: PriorityFilter(queue, priority),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       t.AckWait,
 		BackOff:       backoff,
@@ -420,11 +453,36 @@ func queueConsumer(queue string, t Topology) jetstream.ConsumerConfig {
 	}
 }
 
-// EnsureQueue makes sure the durable consumer that the workers of queue
-// share exists with the fleet's topology t (as Ensure returned it), and
-// returns it. An existing consumer that matches is left untouched.
+// EnsureQueue makes sure the durable consumers that the workers of queue
+// share exist with the fleet's topology t (as Ensure returned it), one per
+// priority, and returns the normal one. An existing consumer that matches is
+// left untouched.
 func EnsureQueue(ctx context.Context, js jetstream.JetStream, queue string, t Topology) (jetstream.Consumer, error) {
-	want := queueConsumer(queue, t.WithDefaults())
+	cs, err := EnsureQueues(ctx, js, queue, t)
+	if err != nil {
+		return nil, err
+	}
+	return cs[1], nil
+}
+
+// EnsureQueues is EnsureQueue returning every consumer of queue, in the
+// order of Priorities (high, normal, low).
+func EnsureQueues(ctx context.Context, js jetstream.JetStream, queue string, t Topology) ([]jetstream.Consumer, error) {
+	// Normal first: a queue made before priorities has a normal consumer
+	// that takes every subject of the queue, which must narrow before the
+	// others may exist beside it (filters may not overlap).
+	out := make([]jetstream.Consumer, len(Priorities))
+	for _, i := range []int{1, 0, 2} {
+		c, err := ensureQueueConsumer(ctx, js, queueConsumer(queue, Priorities[i], t.WithDefaults()))
+		if err != nil {
+			return nil, fmt.Errorf("ensure consumer for queue %s: %w", queue, err)
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+func ensureQueueConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	if c, err := js.Consumer(ctx, JobsStream, want.Durable); err == nil {
 		have := c.CachedInfo().Config
 		if have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver && have.MaxAckPending == want.MaxAckPending &&
@@ -432,11 +490,7 @@ func EnsureQueue(ctx context.Context, js jetstream.JetStream, queue string, t To
 			return c, nil
 		}
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, JobsStream, want)
-	if err != nil {
-		return nil, fmt.Errorf("ensure consumer for queue %s: %w", queue, err)
-	}
-	return c, nil
+	return js.CreateOrUpdateConsumer(ctx, JobsStream, want)
 }
 
 // updateQueues brings every existing queue consumer to t.

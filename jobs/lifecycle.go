@@ -74,7 +74,7 @@ type Decision struct {
 // worker has claimed: it is what a job without a state entry is.
 func Queued(req schema.Request) schema.JobState {
 	return schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, CreatedAt: req.CreatedAt, Notify: req.Notify}
+		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, CreatedAt: req.CreatedAt, Notify: req.Notify}
 }
 
 // Claim decides what a delivered request does to its job, given the job's
@@ -223,7 +223,7 @@ func Reject(cur schema.JobState, req schema.Request, principal, worker string, r
 	}
 	return Decision{State: schema.JobState{
 		JobID: cur.JobID, State: schema.StateRejected, Command: req.Command, Principal: principal,
-		Queue: req.Queue, Params: req.Params, CreatedAt: createdAt, Attempt: cur.Attempt + 1, Worker: worker,
+		Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: req.Params, CreatedAt: createdAt, Attempt: cur.Attempt + 1, Worker: worker,
 		FinishedAt: now, Error: reason.Error(), Reason: rejectReason(reason), FinalSeq: 1, Notify: req.Notify,
 	}, Write: true, Verdict: Over}
 }

@@ -37,3 +37,13 @@ func Unclaimed(ctx context.Context, jobsStream jetstream.Stream, subject string)
 	req.Principal = parts.Principal
 	return Queued(req), raw.Sequence, true, nil
 }
+
+// UnclaimedJob is Unclaimed for job's request, whatever its priority.
+func UnclaimedJob(ctx context.Context, jobsStream jetstream.Stream, job string) (st schema.JobState, seq uint64, found bool, err error) {
+	for _, f := range broker.JobRequestFilters(job) {
+		if st, seq, found, err = Unclaimed(ctx, jobsStream, f); found || err != nil {
+			return st, seq, found, err
+		}
+	}
+	return st, seq, found, err
+}

@@ -92,7 +92,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	if err != nil {
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
-	subject := broker.JobSubject(req.Queue, req.ID, req.Principal)
+	subject := broker.PriorityJobSubject(req.Queue, req.Priority.SubjectToken(), req.ID, req.Principal)
 	ack, err := c.publishRequest(ctx, subject, data, req.ID)
 	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {
 		return Submitted{}, fmt.Errorf("%w: you may not publish requests as %q on queue %q (with authorization on, your principal is your NATS user: set WINCH_PRINCIPAL to it)",
@@ -158,7 +158,7 @@ func (c *Client) Status(ctx context.Context, id string) (schema.JobState, error)
 	if err != nil {
 		return schema.JobState{}, fmt.Errorf("open the queue: %w", err)
 	}
-	st, _, found, err := jobs.Unclaimed(ctx, s, broker.JobRequestFilter(id))
+	st, _, found, err := jobs.UnclaimedJob(ctx, s, id)
 	if err != nil {
 		return schema.JobState{}, err
 	}
@@ -401,23 +401,27 @@ func (c *Client) NotifierListening(ctx context.Context) (bool, error) {
 	return info.NumWaiting > 0, nil
 }
 
-// Queue reports the state of a queue's shared consumer.
+// Queue reports the state of a queue's shared consumers, all priorities
+// together.
 func (c *Client) Queue(ctx context.Context, queue string) (QueueStatus, error) {
 	qs := QueueStatus{Queue: queue}
-	cons, err := c.js.Consumer(ctx, broker.JobsStream, broker.ConsumerName(queue))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return qs, nil
+	for _, prio := range broker.Priorities {
+		cons, err := c.js.Consumer(ctx, broker.JobsStream, broker.PriorityConsumerName(queue, prio))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return qs, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return qs, err
+		}
+		qs.Exists = true
+		qs.Pending += info.NumPending
+		qs.InFlight += info.NumAckPending
+		// An idle worker polls every priority: count it once.
+		qs.IdleWorkers = max(qs.IdleWorkers, info.NumWaiting)
 	}
-	if err != nil {
-		return qs, err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return qs, err
-	}
-	qs.Exists = true
-	qs.Pending = info.NumPending
-	qs.InFlight = info.NumAckPending
-	qs.IdleWorkers = info.NumWaiting
 	return qs, nil
 }

@@ -34,6 +34,9 @@ type RunRequest struct {
 	// Notify are webhooks to call when the job ends, besides the command's
 	// own (its manifest's notify). A schedule passes its targets here.
 	Notify []schema.NotifyTarget
+	// Priority orders it among the requests waiting on its queue (empty:
+	// normal).
+	Priority schema.Priority
 }
 
 // ParamError is what is wrong with one parameter.
@@ -105,7 +108,8 @@ func Prepare(cat *modules.Catalog, req RunRequest) (schema.Request, error) {
 	return schema.Request{
 		ID: req.ID, Command: cmd.Name, Params: params, Queue: req.Queue, Principal: req.Principal,
 		IdempotencyKey: req.IdempotencyKey, Timeout: schema.Duration(req.Timeout), ModuleCommit: cmd.Commit,
-		Notify: req.Notify,
+		Notify:   req.Notify,
+		Priority: req.Priority,
 	}, nil
 }
 

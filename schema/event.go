@@ -80,6 +80,8 @@ type Event struct {
 	Principal string         `json:"principal,omitempty"`
 	Queue     string         `json:"queue,omitempty"`
 	Params    map[string]any `json:"params,omitempty"`
+	Priority  Priority       `json:"priority,omitempty"`
+	Schedule  string         `json:"schedule,omitempty"`
 
 	// Where it ran, on started events.
 	Executor string `json:"executor,omitempty"`

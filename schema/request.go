@@ -55,7 +55,55 @@ type Request struct {
 	// Notify are webhooks to call when the job ends, besides those of the
 	// command's manifest. A schedule sets them for each run it makes.
 	Notify []NotifyTarget `json:"notify,omitempty"`
+	// Priority is high, normal or low; empty (left out of the JSON, as
+	// clients older than priorities do) is normal. The subject carries it
+	// too (broker.PriorityJobSubject): workers take requests by subject.
+	Priority Priority `json:"priority,omitempty"`
+	// Schedule names the schedule whose fire made this request, when one
+	// did (a worker publishes it, on the schedule owner's subject).
+	Schedule string `json:"schedule,omitempty"`
 }
+
+// Priority orders requests waiting on one queue: a free worker takes high
+// before normal before low (with the aging rule of the README).
+type Priority string
+
+// Priorities.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// ParsePriority reads a priority as a user writes it; "" is normal.
+func ParsePriority(s string) (Priority, error) {
+	switch p := Priority(s); p {
+	case "", PriorityNormal:
+		return PriorityNormal, nil
+	case PriorityHigh, PriorityLow:
+		return p, nil
+	}
+	return "", &RequestError{Reason: fmt.Sprintf("priority %q is not one of high, normal, low", s)}
+}
+
+// Or is p, or normal when p is empty.
+func (p Priority) Or() Priority {
+	if p == "" {
+		return PriorityNormal
+	}
+	return p
+}
+
+// SubjectToken is the priority's token in a request subject: "" for
+// normal (see broker.PriorityJobSubject).
+func (p Priority) SubjectToken() string {
+	if p == PriorityHigh || p == PriorityLow {
+		return string(p)
+	}
+	return ""
+}
+
+var schedulePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
 
 var (
 	commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -179,6 +227,27 @@ var requestFields = []requestField{
 			r.Notify = n
 		}
 		return err
+	}},
+	{"priority", "string", func(r *Request, raw []byte) error {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			return &RequestError{Reason: `priority "" is not one of high, normal, low (leave the field out for normal)`}
+		}
+		p, err := ParsePriority(s)
+		r.Priority = p
+		return err
+	}},
+	{"schedule", "string", func(r *Request, raw []byte) error {
+		if err := json.Unmarshal(raw, &r.Schedule); err != nil {
+			return err
+		}
+		if !schedulePattern.MatchString(r.Schedule) {
+			return &RequestError{Reason: fmt.Sprintf("schedule %q is not a schedule name (1 to 40 lower-case letters, digits, '-' or '_', starting with a letter)", r.Schedule)}
+		}
+		return nil
 	}},
 }
 
@@ -552,6 +621,14 @@ func (r Request) Validate() error {
 	}
 	if r.ModuleCommit != "" && !commitPattern.MatchString(r.ModuleCommit) {
 		return &RequestError{Reason: fmt.Sprintf("module_commit %q is not a full commit hash (40 lower-case hex digits)", r.ModuleCommit)}
+	}
+	if r.Priority != "" {
+		if _, err := ParsePriority(string(r.Priority)); err != nil {
+			return err
+		}
+	}
+	if r.Schedule != "" && !schedulePattern.MatchString(r.Schedule) {
+		return &RequestError{Reason: fmt.Sprintf("schedule %q is not a schedule name", r.Schedule)}
 	}
 	if _, _, ok := SplitCommand(r.Command); !ok {
 		return &RequestError{Reason: fmt.Sprintf("command %q is not of the form module.command (lower-case names)", r.Command)}

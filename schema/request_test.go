@@ -137,8 +137,8 @@ var requestCases = []requestCase{
 	{name: "long s", data: renamed("version", `ver\u017fion`), wantErr: invalid + "unknown field \"ver\u017fion\" (field names are lower-case: did you mean \"version\"?)"},
 	{name: "both cases", data: requestDoc("Command", `"core.true"`), wantErr: invalid + `unknown field "Command" (field names are lower-case: did you mean "command"?)`},
 	{name: "camel case", data: renamed("created_at", "createdAt"), wantErr: invalid + `unknown field "createdAt" (did you mean "created_at"?)`},
-	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify)`},
-	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify)`},
+	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule)`},
+	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule)`},
 
 	// A name given twice is ambiguous.
 	{name: "field twice", data: strings.Replace(requestDoc(), `"command":"core.echo"`, `"command":"core.echo","command":"core.true"`, 1), wantErr: invalid + `field "command" is given more than once (give each field once)`},
@@ -154,6 +154,15 @@ var requestCases = []requestCase{
 	{name: "null params", data: requestDoc("params", `null`), wantErr: invalid + `field "params" must be a JSON object, not null (leave out a field that has no value)`},
 	{name: "null timeout", data: requestDoc("timeout", `null`), wantErr: invalid + `field "timeout" must be a JSON string, not null (leave out a field that has no value)`},
 	{name: "null idempotency key", data: requestDoc("idempotency_key", `null`), wantErr: invalid + `field "idempotency_key" must be a JSON string, not null (leave out a field that has no value)`},
+	{name: "high priority", data: requestDoc("priority", `"high"`)},
+	{name: "normal priority", data: requestDoc("priority", `"normal"`)},
+	{name: "low priority", data: requestDoc("priority", `"low"`)},
+	{name: "unknown priority", data: requestDoc("priority", `"urgent"`), wantErr: `priority "urgent" is not one of high, normal, low`},
+	{name: "empty priority", data: requestDoc("priority", `""`), wantErr: `priority "" is not one of high, normal, low (leave the field out for normal)`},
+	{name: "numeric priority", data: requestDoc("priority", `1`), wantErr: invalid + `field "priority" must be a JSON string, not a JSON number`},
+	{name: "upper-case priority", data: requestDoc("priority", `"HIGH"`), wantErr: `priority "HIGH" is not one of high, normal, low`},
+	{name: "schedule", data: requestDoc("schedule", `"nightly-backup"`)},
+	{name: "bad schedule", data: requestDoc("schedule", `"Nightly"`), wantErr: `schedule "Nightly" is not a schedule name (1 to 40 lower-case letters, digits, '-' or '_', starting with a letter)`},
 	{name: "null module commit", data: requestDoc("module_commit", `null`), wantErr: invalid + `field "module_commit" must be a JSON string, not null (leave out a field that has no value)`},
 	{name: "null id", data: requestDoc("id", `null`), wantErr: invalid + `field "id" must be a JSON string, not null (leave out a field that has no value)`},
 
@@ -289,6 +298,8 @@ func TestDecodeRequestEveryField(t *testing.T) {
 	want.Timeout = schema.Duration(90 * time.Second)
 	want.ModuleCommit = commit
 	want.Notify = []schema.NotifyTarget{{URL: "https://hooks.example/x?a=1", On: []schema.State{schema.StateFailed}, Format: schema.NotifySlack}}
+	want.Priority = schema.PriorityHigh
+	want.Schedule = "nightly-backup"
 	v := reflect.ValueOf(want)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

@@ -41,6 +41,9 @@ type JobState struct {
 	Commit    string `json:"commit,omitempty"` // of the command's module
 	Principal string `json:"principal,omitempty"`
 	Queue     string `json:"queue,omitempty"`
+	// Priority and Schedule are the request's (see Request).
+	Priority Priority `json:"priority,omitempty"`
+	Schedule string   `json:"schedule,omitempty"`
 	// Params are the job's parameters, secrets masked, once a worker has
 	// validated them.
 	Params map[string]any `json:"params,omitempty"`
@@ -106,7 +109,7 @@ func (s JobState) FinalEvent() Event {
 		JobID: s.JobID, Attempt: s.Attempt, Seq: s.FinalSeq, Time: s.FinishedAt,
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
 		Worker: s.Worker, Command: s.Command, Commit: s.Commit, Principal: s.Principal, Queue: s.Queue,
-		Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, Executor: s.Executor,
+		Priority: s.Priority, Schedule: s.Schedule, Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, Executor: s.Executor,
 		Notify: s.Notify,
 	}
 }

@@ -110,7 +110,7 @@ func (a *attempt) run() {
 
 	req := a.adm.req
 	a.events.Emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit})
+		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit})
 
 	var keeper sync.WaitGroup
 	keeper.Go(func() { a.keepAlive(ctx) })

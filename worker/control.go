@@ -73,7 +73,7 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 			if err != nil {
 				return st, false, err
 			}
-			queued, seq, found, err := jobs.Unclaimed(ctx, s, broker.JobRequestFilter(job))
+			queued, seq, found, err := jobs.UnclaimedJob(ctx, s, job)
 			if err != nil || !found {
 				outcome = schema.OutcomeNotFound
 				return st, false, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/modules"
+	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -49,6 +51,10 @@ type Config struct {
 	// LogBatchBytes and LogFlushInterval shape log events (see output).
 	LogBatchBytes    int
 	LogFlushInterval time.Duration
+	// ScheduleGrace is how late a schedule's fire may reach a worker and
+	// still be on time; a later one is a missed fire, which the schedule's
+	// catch-up choice runs once or skips. Default one minute.
+	ScheduleGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -73,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogFlushInterval <= 0 {
 		c.LogFlushInterval = 20 * time.Millisecond
+	}
+	if c.ScheduleGrace <= 0 {
+		c.ScheduleGrace = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -100,10 +109,11 @@ type Worker struct {
 	js  jetstream.JetStream
 
 	// topo is the fleet's topology, as Start found it.
-	topo     broker.Topology
-	store    *jobs.Store
-	sessions *jobs.Sessions
-	events   *jobs.Publisher
+	topo      broker.Topology
+	store     *jobs.Store
+	schedules *schedule.Store
+	sessions  *jobs.Sessions
+	events    *jobs.Publisher
 	// session names this run of the worker in the liveness bucket and in
 	// the states of the jobs it holds.
 	session string
@@ -116,6 +126,9 @@ type Worker struct {
 	// grow a new stack for every job.
 	handoff chan jetstream.Msg
 	runners sync.WaitGroup
+	// sinceBottomUp counts the jobs started since one was taken bottom-up
+	// (see agingEvery).
+	sinceBottomUp atomic.Int64
 	// deployment identifies this installation: the creation time of its
 	// state bucket, the same for every worker that shares it.
 	deployment string
@@ -198,13 +211,22 @@ func (w *Worker) Start(ctx context.Context) error {
 	} else {
 		return fmt.Errorf("state bucket stream: %w", err)
 	}
-	consumers := make(map[string]jetstream.Consumer, len(w.cfg.Queues))
-	for _, q := range w.cfg.Queues {
-		c, err := broker.EnsureQueue(ctx, w.js, q, topo)
-		if err != nil {
-			return err
-		}
-		consumers[q] = c
+	sources, err := w.sources(ctx)
+	if err != nil {
+		return err
+	}
+	if w.schedules, err = schedule.Open(ctx, w.js); err != nil {
+		return fmt.Errorf("%w: %w", errNoSchedules, err)
+	}
+	fires, err := w.consumer(ctx, broker.SchedulesStream, jetstream.ConsumerConfig{
+		Durable: broker.FiresConsumer, Description: "winch workers turning schedules' fires into requests",
+		FilterSubject: broker.AllFires, AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.topo.AckWait,
+		// Fires are relayed before later fires of the same schedule: a
+		// missed fire knows whether a later one is waiting.
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return err
 	}
 	dead, err := w.sharedConsumer(ctx, broker.DeadStream, "dead-letters", "winch workers recording dead jobs")
 	if err != nil {
@@ -228,13 +250,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	for range w.cfg.Concurrency {
 		w.runners.Go(w.run)
 	}
-	for q, c := range consumers {
-		w.loops.Add(1)
-		go w.fetchLoop(q, c)
-	}
-	w.loops.Add(2)
+	w.loops.Add(4)
+	go w.fetchLoop(sources)
 	go w.drainShared(dead, w.buryAdvisory)
 	go w.drainShared(control, w.decideControl)
+	go w.relayLoop(fires)
 	if r, ok := w.cfg.Executor.(Reapable); ok {
 		w.loops.Add(1)
 		go w.reapLoop(r)
@@ -244,16 +264,22 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 func (w *Worker) sharedConsumer(ctx context.Context, stream, name, description string) (jetstream.Consumer, error) {
-	c, err := w.js.Consumer(ctx, stream, name)
-	if err == nil && c.CachedInfo().Config.AckWait == w.topo.AckWait {
-		return c, nil
-	}
-	c, err = w.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	return w.consumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: name, Description: description,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: w.topo.AckWait,
 	})
+}
+
+// consumer opens the durable consumer every worker shares, making or
+// updating it when it is not as want.
+func (w *Worker) consumer(ctx context.Context, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := w.js.Consumer(ctx, stream, want.Durable)
+	if err == nil && c.CachedInfo().Config.AckWait == want.AckWait && c.CachedInfo().Config.FilterSubject == want.FilterSubject {
+		return c, nil
+	}
+	c, err = w.js.CreateOrUpdateConsumer(ctx, stream, want)
 	if err != nil {
-		return nil, fmt.Errorf("ensure consumer %s on %s: %w", name, stream, err)
+		return nil, fmt.Errorf("ensure consumer %s on %s: %w", want.Durable, stream, err)
 	}
 	return c, nil
 }
@@ -356,74 +382,6 @@ func (w *Worker) ring(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(w.jobsCtx, settleTimeout)
 	defer cancel()
 	a.check(ctx)
-}
-
-// fetchLoop takes requests only when slots are free, as many at once as
-// there are free slots, so that a worker never holds more requests than it
-// runs (which would keep them from idle workers and let their ack timers
-// run). When nothing is waiting it waits for one request.
-func (w *Worker) fetchLoop(queue string, c jetstream.Consumer) {
-	defer w.loops.Done()
-	log := w.log.With("queue", queue)
-	failures := 0
-	for {
-		// Take one slot (waiting for it), then any others free now.
-		select {
-		case w.slots <- struct{}{}:
-		case <-w.fetchCtx.Done():
-			return
-		}
-		n := 1
-	more:
-		for n < cap(w.slots) {
-			select {
-			case w.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
-		got, err := w.fetch(c, n)
-		for range n - got {
-			<-w.slots
-		}
-		if err == nil {
-			failures = 0
-			continue
-		}
-		if w.fetchCtx.Err() != nil {
-			return
-		}
-		failures++
-		wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-		log.Warn("fetch failed; retrying", "err", err, "in", wait)
-		select {
-		case <-time.After(wait):
-		case <-w.fetchCtx.Done():
-			return
-		}
-	}
-}
-
-// fetch takes up to n requests, starting a job for each, and says how many
-// it took. It takes what is there at once; when nothing is, it waits for
-// one.
-func (w *Worker) fetch(c jetstream.Consumer, n int) (int, error) {
-	batch, err := c.FetchNoWait(n)
-	if err != nil {
-		return 0, err
-	}
-	got := w.startAll(batch)
-	if got > 0 || batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
-		return got, ignoreEmpty(batch.Error())
-	}
-	ctx, cancel := context.WithTimeout(w.fetchCtx, 5*time.Second)
-	defer cancel()
-	batch, err = c.Fetch(1, jetstream.FetchContext(ctx))
-	if err != nil {
-		return 0, ignoreEmpty(err)
-	}
-	return w.startAll(batch), ignoreEmpty(batch.Error())
 }
 
 func ignoreEmpty(err error) error {

@@ -54,6 +54,7 @@ type CLI struct {
 	Status   StatusCmd   `cmd:"" help:"Show a job's state, worker, attempt, times and exit code."`
 	Ps       PsCmd       `cmd:"" help:"List queued and running jobs."`
 	Cancel   CancelCmd   `cmd:"" help:"Cancel a job: a queued one never starts, a running one is stopped."`
+	Schedule ScheduleCmd `cmd:"" help:"Run commands on a cron, an interval or once at a time: add, list, show, pause, resume, remove."`
 	Commands CommandsCmd `cmd:"" help:"List the commands winch can run, with their parameters."`
 	Modules  ModulesCmd  `cmd:"" help:"Manage modules: command packs from Git repositories."`
 	Audit    AuditCmd    `cmd:"" help:"Search the history of jobs in ClickHouse: who ran what, when, with what result."`

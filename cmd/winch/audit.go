@@ -24,6 +24,7 @@ type AuditListCmd struct {
 	Command   string `help:"Only this command (module.command)."`
 	Module    string `help:"Only commands of this module."`
 	Queue     string `help:"Only jobs of this queue."`
+	Schedule  string `help:"Only jobs that this schedule's fires made."`
 	Status    string `enum:",queued,running,succeeded,failed,cancelled,timed_out,rejected,dead" default:"" help:"Only jobs in this state."`
 	Job       string `help:"Only this job id."`
 	Since     string `default:"7d" help:"Only jobs created since: a duration back (24h, 7d) or a time (RFC 3339)."`
@@ -37,7 +38,7 @@ func (c *AuditListCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.outputOneOf("text", "json", "csv"); err != nil {
 		return err
 	}
-	f := audit.Filter{Principal: c.Principal, Command: c.Command, Module: c.Module, Queue: c.Queue,
+	f := audit.Filter{Principal: c.Principal, Command: c.Command, Module: c.Module, Queue: c.Queue, Schedule: c.Schedule,
 		State: schema.State(c.Status), JobID: c.Job, Grep: c.Grep, Limit: c.Limit}
 	now := time.Now()
 	var err error

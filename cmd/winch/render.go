@@ -71,6 +71,12 @@ func describeEvent(ev schema.Event) string {
 	switch ev.Kind {
 	case schema.KindAccepted:
 		add("%s by %s on queue %s", ev.Command, ev.Principal, ev.Queue)
+		if ev.Priority != "" && ev.Priority != schema.PriorityNormal {
+			add("priority %s", ev.Priority)
+		}
+		if ev.Schedule != "" {
+			add("schedule %s", ev.Schedule)
+		}
 		if ev.Commit != "" {
 			add("at %.12s", ev.Commit)
 		}
@@ -126,6 +132,8 @@ func writeState(w io.Writer, st schema.JobState) error {
 	row("state", string(st.State))
 	row("principal", st.Principal)
 	row("queue", st.Queue)
+	row("priority", string(st.Priority.Or()))
+	row("schedule", st.Schedule)
 	row("worker", st.Worker)
 	if st.Attempt > 0 {
 		row("attempt", fmt.Sprint(st.Attempt))
@@ -165,13 +173,13 @@ func duration(st schema.JobState) time.Duration {
 // writeJobs writes a table of jobs.
 func writeJobs(w io.Writer, jobs []schema.JobState, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tCOMMAND\tSTATE\tPRINCIPAL\tQUEUE\tWORKER\tATTEMPT\tAGE")
+	fmt.Fprintln(tw, "JOB\tCOMMAND\tSTATE\tPRINCIPAL\tQUEUE\tPRIORITY\tWORKER\tATTEMPT\tAGE\tSCHEDULE")
 	for _, st := range jobs {
 		age := ""
 		if !st.CreatedAt.IsZero() {
 			age = now.Sub(st.CreatedAt).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", st.JobID, st.Command, st.State, st.Principal, st.Queue, dash(st.Worker), st.Attempt, age)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.JobID, st.Command, st.State, st.Principal, st.Queue, st.Priority.Or(), dash(st.Worker), st.Attempt, age, dash(st.Schedule))
 	}
 	return tw.Flush()
 }

@@ -15,7 +15,7 @@ import (
 // writeAuditTable writes jobs as a table for people.
 func writeAuditTable(w io.Writer, jobs []audit.Job, loc *time.Location) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tPRINCIPAL\tCOMMAND\tSTATUS\tEXIT\tDURATION\tJOB")
+	fmt.Fprintln(tw, "TIME\tPRINCIPAL\tCOMMAND\tSTATUS\tEXIT\tDURATION\tJOB\tSCHEDULE")
 	for _, j := range jobs {
 		exit := "-"
 		if j.ExitCode != nil {
@@ -25,14 +25,14 @@ func writeAuditTable(w io.Writer, jobs []audit.Job, loc *time.Location) error {
 		if !j.FinishedAt.IsZero() && !j.StartedAt.IsZero() {
 			dur = (time.Duration(j.DurationMS) * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.CreatedAt.In(loc).Format("2006-01-02 15:04:05"),
-			j.Principal, j.Command, j.State, exit, dur, j.JobID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.CreatedAt.In(loc).Format("2006-01-02 15:04:05"),
+			j.Principal, j.Command, j.State, exit, dur, j.JobID, dash(j.Schedule))
 	}
 	return tw.Flush()
 }
 
 // auditCSVColumns are stable: scripts may rely on their names and order.
-var auditCSVColumns = []string{"created_at", "job_id", "principal", "command", "module", "queue", "status", "exit_code", "duration_ms", "attempt", "worker", "started_at", "finished_at", "reason", "error"}
+var auditCSVColumns = []string{"created_at", "job_id", "principal", "command", "module", "queue", "status", "exit_code", "duration_ms", "attempt", "worker", "started_at", "finished_at", "reason", "error", "priority", "schedule"}
 
 // writeAuditCSV writes jobs as CSV with a header, times in UTC RFC 3339.
 func writeAuditCSV(w io.Writer, jobs []audit.Job) error {
@@ -52,7 +52,7 @@ func writeAuditCSV(w io.Writer, jobs []audit.Job) error {
 			exit = strconv.Itoa(*j.ExitCode)
 		}
 		if err := cw.Write([]string{ts(j.CreatedAt), j.JobID, j.Principal, j.Command, j.Module, j.Queue, string(j.State), exit,
-			strconv.FormatUint(j.DurationMS, 10), strconv.Itoa(j.Attempt), j.Worker, ts(j.StartedAt), ts(j.FinishedAt), j.Reason, j.Error}); err != nil {
+			strconv.FormatUint(j.DurationMS, 10), strconv.Itoa(j.Attempt), j.Worker, ts(j.StartedAt), ts(j.FinishedAt), j.Reason, j.Error, priorityOf(j.Priority), j.Schedule}); err != nil {
 			return err
 		}
 	}
@@ -82,6 +82,8 @@ func writeAuditJob(w io.Writer, j *audit.Job, events []schema.Event, loc *time.L
 		row("state", string(j.State))
 		row("principal", j.Principal)
 		row("queue", j.Queue)
+		row("priority", priorityOf(j.Priority))
+		row("schedule", j.Schedule)
 		row("worker", j.Worker)
 		row("attempt", strconv.Itoa(j.Attempt))
 		row("created", at(j.CreatedAt))
@@ -106,4 +108,13 @@ func writeAuditJob(w io.Writer, j *audit.Job, events []schema.Event, loc *time.L
 		}
 	}
 	return nil
+}
+
+// priorityOf names a recorded priority: rows from before priorities, and
+// requests that gave none, are normal.
+func priorityOf(p string) string {
+	if p == "" {
+		return string(schema.PriorityNormal)
+	}
+	return p
 }

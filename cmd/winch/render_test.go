@@ -37,7 +37,7 @@ func auditFixture() ([]audit.Job, []schema.Event) {
 	zero, three := 0, 3
 	jobs := []audit.Job{
 		{JobID: "06h28nr2quafehocab0285tcq4", State: schema.StateSucceeded, Command: "db.backup", Module: "db", Commit: "6533912f00593401cdc1435dcce5c4aecd3bbfdd", Principal: "alice",
-			Queue: "default", Attempt: 1, Worker: "w1", Executor: "docker", Params: map[string]any{"name": "main", "password": "***"},
+			Queue: "default", Priority: "high", Schedule: "nightly-backup", Attempt: 1, Worker: "w1", Executor: "docker", Params: map[string]any{"name": "main", "password": "***"},
 			ExitCode: &zero, CreatedAt: at, StartedAt: at.Add(time.Second), FinishedAt: at.Add(61 * time.Second), DurationMS: 60000},
 		{JobID: "06h28nr1bcl15qvfo709vqfv4c", State: schema.StateFailed, Command: "core.exit", Module: "core", Principal: "bob",
 			Queue: "gpu", Attempt: 2, Worker: "w2", Executor: "process", ExitCode: &three, Error: `said "no", then stopped`,

@@ -21,18 +21,19 @@ import (
 
 // RunCmd is `winch run MODULE.COMMAND [--param value ...]`.
 type RunCmd struct {
-	Detach            bool          `short:"d" help:"Print the job id and return at once, without following."`
-	Queue             string        `env:"WINCH_QUEUE" default:"default" help:"Queue to send the request to."`
-	Timeout           time.Duration `help:"Stop the command after this long (the command's own timeout applies too)."`
-	ID                string        `help:"Job id to use (default: a new one)."`
-	IdempotencyKey    string        `help:"Name the job by this key: the same key from the same principal runs once."`
-	WaitNotice        time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
-	Yes               bool          `short:"y" help:"Do not ask for confirmation in a context marked confirm: true."`
-	Notify            []string      `placeholder:"URL" help:"POST a signed webhook to URL when the job ends (repeatable; winch notifier delivers it)."`
-	NotifyOn          []string      `placeholder:"STATE,..." help:"Only for these ends: succeeded, failed, cancelled, timed_out, rejected, dead (default: every end)."`
-	NotifyFormat      string        `enum:"json,slack" default:"json" help:"Body of --notify webhooks: json, or slack (Slack-compatible incoming webhooks)."`
+	Detach         bool          `short:"d" help:"Print the job id and return at once, without following."`
+	Queue          string        `env:"WINCH_QUEUE" default:"default" help:"Queue to send the request to."`
+	Timeout        time.Duration `help:"Stop the command after this long (the command's own timeout applies too)."`
+	ID             string        `help:"Job id to use (default: a new one)."`
+	IdempotencyKey string        `help:"Name the job by this key: the same key from the same principal runs once."`
+	WaitNotice     time.Duration `hidden:"" default:"2s" help:"Say where the job waits if no worker has taken it after this long."`
+	Yes            bool          `short:"y" help:"Do not ask for confirmation in a context marked confirm: true."`
+	NotifyTargetFlags
 	CancelOnInterrupt bool          `help:"Ctrl-C (or SIGTERM) cancels the job and waits for its end (without it, Ctrl-C detaches, and a second Ctrl-C within ${interrupt_window} cancels)."`
 	InterruptWindow   time.Duration `hidden:"" default:"${interrupt_window}" help:"How long after a Ctrl-C a second one cancels the job."`
+	Priority          string        `enum:"high,normal,low" default:"normal" help:"Which waiting request a free worker takes first (${enum})."`
+	At                string        `help:"Run once, later, at this time (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local); prints the job id and returns."`
+	In                time.Duration `help:"Run once, after this long (like 2h); prints the job id and returns."`
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -68,13 +69,21 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	prio, err := schema.ParsePriority(c.Priority)
+	if err != nil {
+		return usageError("--priority: %v", err)
+	}
 	if err := c.confirm(g, cmd.Name); err != nil {
 		return err
 	}
-	sub, err := client.RunIn(ctx, catalog, producer.RunRequest{
+	run := producer.RunRequest{
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
-		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Notify: notify,
-	})
+		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Priority: prio, Notify: notify,
+	}
+	if c.At != "" || c.In != 0 {
+		return c.runLater(ctx, g, client, catalog, run)
+	}
+	sub, err := client.RunIn(ctx, catalog, run)
 	if err != nil {
 		return runError(err)
 	}
@@ -99,7 +108,15 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // notifyTargets are the webhooks --notify asks for.
-func (c *RunCmd) notifyTargets() ([]schema.NotifyTarget, error) {
+// NotifyTargetFlags are the webhooks of one run, or of every run of a
+// schedule.
+type NotifyTargetFlags struct {
+	Notify       []string `placeholder:"URL" help:"POST a signed webhook to URL when the job ends (repeatable; winch notifier delivers it)."`
+	NotifyOn     []string `placeholder:"STATE,..." help:"Only for these ends: succeeded, failed, cancelled, timed_out, rejected, dead (default: every end)."`
+	NotifyFormat string   `enum:"json,slack" default:"json" help:"Body of --notify webhooks: json, or slack (Slack-compatible incoming webhooks)."`
+}
+
+func (c *NotifyTargetFlags) notifyTargets() ([]schema.NotifyTarget, error) {
 	var on []schema.State
 	for _, s := range splitList(c.NotifyOn) {
 		on = append(on, schema.State(s))
@@ -143,6 +160,35 @@ func (c *RunCmd) confirm(g *Globals, command string) error {
 	}
 	fmt.Fprintln(g.stdio.Err)
 	return &ExitError{Code: exitUsage, Err: fmt.Errorf("not confirmed: context %s asks before running anything (answer y, or pass --yes); nothing was published", g.profile.Name)}
+}
+
+// runLater is `winch run --at/--in`: a one-off schedule, whose fire is an
+// ordinary job with an id known now.
+func (c *RunCmd) runLater(ctx context.Context, g *Globals, client *producer.Client, catalog *modules.Catalog, run producer.RunRequest) error {
+	if c.At != "" && c.In != 0 {
+		return usageError("give --at or --in, not both")
+	}
+	if c.ID != "" || c.IdempotencyKey != "" {
+		return usageError("--id and --idempotency-key do not apply to a delayed run: its job id comes from its schedule and time")
+	}
+	now := time.Now()
+	at := now.Add(c.In)
+	if c.At != "" {
+		var err error
+		if at, err = parseAt(c.At, now); err != nil {
+			return usageError("--at: %v", err)
+		}
+	}
+	id, d, err := client.RunAt(ctx, catalog, run, at, "")
+	if err != nil {
+		return scheduleError(err)
+	}
+	if g.jsonOutput() {
+		return json.NewEncoder(g.stdio.Out).Encode(map[string]any{"id": id, "at": d.At, "schedule": d.Name})
+	}
+	fmt.Fprintf(g.stdio.Err, "winch: %s runs at %s (schedule %s; winch schedule remove %s cancels it before then)\n", d.Request.Command, formatTime(d.At), d.Name, d.Name)
+	_, err = fmt.Fprintln(g.stdio.Out, id)
+	return err
 }
 
 // runError makes what the library refuses to run a usage error, naming

@@ -22,17 +22,18 @@ import (
 
 // WorkerFlags configure a worker, in `winch worker` and `winch dev`.
 type WorkerFlags struct {
-	WorkerID     string        `name:"worker-id" env:"WINCH_WORKER_ID" help:"Name of this worker (default: host-pid)."`
-	Queues       []string      `env:"WINCH_QUEUES" default:"default" help:"Queues to serve, comma-separated."`
-	Concurrency  int           `env:"WINCH_CONCURRENCY" default:"4" help:"Jobs this worker runs at once."`
-	DrainTimeout time.Duration `env:"WINCH_DRAIN_TIMEOUT" default:"30s" help:"On SIGTERM, how long running jobs may finish before they are handed back."`
-	KillGrace    time.Duration `env:"WINCH_KILL_GRACE" default:"1s" help:"Between SIGTERM and SIGKILL when a command is stopped."`
-	AckWait      time.Duration `env:"WINCH_ACK_WAIT" help:"Cluster-wide: how long a silent worker keeps a job before it is handed to another (the lease). Default: the fleet's (30s for a new one); a value that differs from the fleet's is refused: change it with winch init."`
-	MaxDeliver   int           `env:"WINCH_MAX_DELIVER" help:"Cluster-wide: deliveries of one request before its job is dead. Default: the fleet's (5 for a new one); see --ack-wait."`
-	Executor     string        `env:"WINCH_EXECUTOR" enum:"auto,docker,process" default:"auto" help:"How commands run: docker, or process (no isolation); auto picks docker when an engine answers (${enum})."`
-	DefaultImage string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
-	ReapInterval time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
-	RolesFile    string        `env:"WINCH_ROLES_FILE" type:"existingfile" help:"YAML file granting roles: principal: [role, ...]. Commands that declare roles run only for principals with one of them."`
+	WorkerID      string        `name:"worker-id" env:"WINCH_WORKER_ID" help:"Name of this worker (default: host-pid)."`
+	Queues        []string      `env:"WINCH_QUEUES" default:"default" help:"Queues to serve, comma-separated."`
+	Concurrency   int           `env:"WINCH_CONCURRENCY" default:"4" help:"Jobs this worker runs at once."`
+	DrainTimeout  time.Duration `env:"WINCH_DRAIN_TIMEOUT" default:"30s" help:"On SIGTERM, how long running jobs may finish before they are handed back."`
+	KillGrace     time.Duration `env:"WINCH_KILL_GRACE" default:"1s" help:"Between SIGTERM and SIGKILL when a command is stopped."`
+	ScheduleGrace time.Duration `env:"WINCH_SCHEDULE_GRACE" default:"1m" help:"How late a schedule's fire may be and still be on time; a later one is missed, and its schedule's --catch-up runs it once or skips it."`
+	AckWait       time.Duration `env:"WINCH_ACK_WAIT" help:"Cluster-wide: how long a silent worker keeps a job before it is handed to another (the lease). Default: the fleet's (30s for a new one); a value that differs from the fleet's is refused: change it with winch init."`
+	MaxDeliver    int           `env:"WINCH_MAX_DELIVER" help:"Cluster-wide: deliveries of one request before its job is dead. Default: the fleet's (5 for a new one); see --ack-wait."`
+	Executor      string        `env:"WINCH_EXECUTOR" enum:"auto,docker,process" default:"auto" help:"How commands run: docker, or process (no isolation); auto picks docker when an engine answers (${enum})."`
+	DefaultImage  string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
+	ReapInterval  time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
+	RolesFile     string        `env:"WINCH_ROLES_FILE" type:"existingfile" help:"YAML file granting roles: principal: [role, ...]. Commands that declare roles run only for principals with one of them."`
 }
 
 func (f *WorkerFlags) topology() broker.Topology {
@@ -72,16 +73,17 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 		return nil, nil, err
 	}
 	w, err := worker.New(nc, worker.Config{
-		ID:           f.WorkerID,
-		Queues:       splitList(f.Queues),
-		Concurrency:  f.Concurrency,
-		DrainTimeout: f.DrainTimeout,
-		ReapInterval: f.ReapInterval,
-		Topology:     f.topology(),
-		Catalog:      catalog,
-		Roles:        roles,
-		Executor:     exec,
-		Logger:       log,
+		ID:            f.WorkerID,
+		Queues:        splitList(f.Queues),
+		Concurrency:   f.Concurrency,
+		DrainTimeout:  f.DrainTimeout,
+		ScheduleGrace: f.ScheduleGrace,
+		ReapInterval:  f.ReapInterval,
+		Topology:      f.topology(),
+		Catalog:       catalog,
+		Roles:         roles,
+		Executor:      exec,
+		Logger:        log,
 	})
 	if err != nil {
 		release()

@@ -157,3 +157,53 @@ func WithNATS(run func(dir, url string) int) int {
 	}
 	return code
 }
+
+// Restartable is an embedded NATS server of a test's own on a fixed port
+// and data directory, so that it can be stopped and started again and its
+// clients reconnect to it.
+type Restartable struct {
+	tb  testing.TB
+	dir string
+	URL string
+	srv *broker.Server
+}
+
+// RestartableNATS starts a Restartable, stopped when the test ends.
+func RestartableNATS(tb testing.TB) *Restartable {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	r := &Restartable{tb: tb, dir: filepath.Join(tb.TempDir(), "nats"), URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	r.start()
+	tb.Cleanup(func() {
+		if r.srv != nil {
+			r.srv.Stop()
+		}
+	})
+	return r
+}
+
+func (r *Restartable) start() {
+	srv, err := broker.NewServer(broker.ServerConfig{DataDir: r.dir, ListenURL: r.URL, Name: "winch-test"})
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.srv = srv
+}
+
+// Restart stops the server, waits down, and starts it again.
+func (r *Restartable) Restart(down time.Duration) {
+	r.srv.Stop()
+	r.srv = nil
+	time.Sleep(down)
+	r.start()
+}

@@ -14,16 +14,19 @@ import (
 	"github.com/winchhq/winch/schedule"
 )
 
-// nats.conf's users have exactly broker.ClientPermissions and
-// ServicePermissions, which the JWT setup (ops/auth) uses too.
+// nats.conf's users have exactly broker.ClientPermissions,
+// ServicePermissions and GatewayPermissions, which the JWT setup (ops/auth)
+// uses too.
 func TestShippedConfigUsesWinchPermissions(t *testing.T) {
 	t.Setenv("WINCH_NATS_WORKER_PASSWORD", "worker-pw")
 	t.Setenv("WINCH_NATS_ALICE_PASSWORD", "alice-pw")
+	t.Setenv("WINCH_NATS_GATEWAY_PASSWORD", "gateway-pw")
 	opts, err := server.ProcessConfigFile("../nats.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]broker.Permissions{"alice": broker.ClientPermissions("alice"), "worker": broker.ServicePermissions()}
+	want := map[string]broker.Permissions{"alice": broker.ClientPermissions("alice"), "worker": broker.ServicePermissions(),
+		"gateway": broker.GatewayPermissions()}
 	for _, u := range opts.Users {
 		w, ok := want[u.Username]
 		if !ok {

@@ -24,7 +24,9 @@ func ClientPermissions(principal string) Permissions {
 	return Permissions{
 		Publish: []string{
 			JobSubject("*", "*", principal),
+			jobsPrefix + "*.*.*." + principal, // high and low (PriorityJobSubject)
 			ControlSubject("*", "*", principal),
+			ScheduleSubject("*", principal),
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO.>",
 			"$JS.API.STREAM.MSG.GET.>",
@@ -32,15 +34,24 @@ func ClientPermissions(principal string) Permissions {
 			"$JS.API.CONSUMER.CREATE." + EventsStream + ".>",
 			"$JS.API.CONSUMER.CREATE.KV_" + StateBucket + ".>",
 			"$JS.API.CONSUMER.CREATE.KV_" + ModulesBucket + ".>",
+			"$JS.API.CONSUMER.CREATE." + SchedulesStream + ".>",
 			"$JS.API.CONSUMER.DELETE." + EventsStream + ".>",
 			"$JS.API.CONSUMER.DELETE.KV_" + StateBucket + ".>",
 			"$JS.API.CONSUMER.DELETE.KV_" + ModulesBucket + ".>",
+			"$JS.API.CONSUMER.DELETE." + SchedulesStream + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + SchedulesStream + ".>",
 			"$JS.API.CONSUMER.INFO.>",
 		},
 		Subscribe: []string{"_INBOX.>"},
 	}
 }
+
+// GatewayPermissions are the HTTP gateway's: a client's, for every
+// principal. The gateway authenticates each caller itself and publishes
+// only as that caller (nats.conf says why it is trusted); like a client, it
+// writes no state, no event and no module.
+func GatewayPermissions() Permissions { return ClientPermissions("*") }
 
 // ServicePermissions are those of winch's own processes (workers, sinks,
 // notifiers, the gateway): everything under winch and the JetStream API.

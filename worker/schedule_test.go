@@ -47,11 +47,14 @@ func scheduleRuns(t *testing.T, e *jobtest.Env, name string) []producer.Schedule
 func waitRuns(t *testing.T, e *jobtest.Env, name string, n int, d time.Duration) []producer.ScheduleRun {
 	t.Helper()
 	var runs []producer.ScheduleRun
+	var err error
 	if !jobtest.Eventually(d, func() bool {
-		runs = scheduleRuns(t, e, name)
-		return len(runs) >= n
+		// Just after a broker restart, reads may fail until the client
+		// has reconnected: ask again.
+		_, runs, err = e.Client.Schedule(t.Context(), name)
+		return err == nil && len(runs) >= n
 	}) {
-		t.Fatalf("schedule %s: %d fires recorded after %v, want %d", name, len(runs), d, n)
+		t.Fatalf("schedule %s: %d fires recorded after %v, want %d (last error: %v)", name, len(runs), d, n, err)
 	}
 	return runs
 }

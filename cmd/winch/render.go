@@ -226,3 +226,29 @@ func printCommandHelp(w io.Writer, cmd modules.Command) error {
 	}
 	return nil
 }
+
+// details writes a record as aligned "key: value" rows, leaving out empty
+// values, with times in loc (winch audit JOB, winch schedule show).
+type details struct {
+	tw  *tabwriter.Writer
+	loc *time.Location
+}
+
+func newDetails(w io.Writer, loc *time.Location) *details {
+	return &details{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), loc: loc}
+}
+
+func (d *details) row(k, v string) {
+	if v != "" {
+		fmt.Fprintf(d.tw, "%s:\t%s\n", k, v)
+	}
+}
+
+func (d *details) at(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.In(d.loc).Format("2006-01-02 15:04:05 MST")
+}
+
+func (d *details) flush() error { return d.tw.Flush() }

@@ -64,18 +64,8 @@ func writeAuditCSV(w io.Writer, jobs []audit.Job) error {
 // with the output in full.
 func writeAuditJob(w io.Writer, j *audit.Job, events []schema.Event, loc *time.Location) error {
 	if j != nil {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		row := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "%s:\t%s\n", k, v)
-			}
-		}
-		at := func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.In(loc).Format("2006-01-02 15:04:05 MST")
-		}
+		d := newDetails(w, loc)
+		row, at := d.row, d.at
 		row("job", j.JobID)
 		row("command", j.Command)
 		row("commit", j.Commit)
@@ -97,7 +87,7 @@ func writeAuditJob(w io.Writer, j *audit.Job, events []schema.Event, loc *time.L
 		if len(j.Params) > 0 {
 			row("params", formatParams(j.Params))
 		}
-		if err := tw.Flush(); err != nil {
+		if err := d.flush(); err != nil {
 			return err
 		}
 		fmt.Fprintln(w)

@@ -226,18 +226,8 @@ func (c *ScheduleShowCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 func writeSchedule(w io.Writer, s producer.ScheduleInfo, runs []producer.ScheduleRun, loc *time.Location) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(k, v string) {
-		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
-		}
-	}
-	at := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.In(loc).Format("2006-01-02 15:04:05 MST")
-	}
+	d := newDetails(w, loc)
+	row, at := d.row, d.at
 	row("schedule", s.Name)
 	row("owner", s.Owner)
 	switch {
@@ -263,7 +253,7 @@ func writeSchedule(w io.Writer, s producer.ScheduleInfo, runs []producer.Schedul
 		row("created", at(s.CreatedAt))
 		row("next fire", at(s.Next))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := d.flush(); err != nil {
 		return err
 	}
 	if len(runs) == 0 {
@@ -271,7 +261,7 @@ func writeSchedule(w io.Writer, s producer.ScheduleInfo, runs []producer.Schedul
 		return err
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DUE\tJOB\tSTATE\tNOTE")
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]

@@ -259,16 +259,9 @@ func (c *Client) ResumeSchedule(ctx context.Context, name, by string) error {
 }
 
 func (c *Client) setPaused(ctx context.Context, name, by string, paused bool) error {
-	st, err := c.schedules(ctx)
+	st, e, err := c.ownSchedule(ctx, name, by)
 	if err != nil {
 		return err
-	}
-	e, err := st.Get(ctx, name)
-	if err != nil {
-		return err
-	}
-	if e.Owner != by {
-		return fmt.Errorf("%w: %s belongs to %s", ErrNotOwner, name, e.Owner)
 	}
 	if !paused && !e.At.IsZero() && !e.At.After(time.Now()) {
 		return fmt.Errorf("%w: schedule %s was due at %s, which has passed while it was paused; remove it, and add it again with a new --at", schedule.ErrSpec, name, e.At.Format(time.RFC3339))
@@ -280,16 +273,26 @@ func (c *Client) setPaused(ctx context.Context, name, by string, paused bool) er
 // RemoveSchedule deletes the schedule: it never fires again (its kept fire
 // records stay). by must be its owner.
 func (c *Client) RemoveSchedule(ctx context.Context, name, by string) error {
-	st, err := c.schedules(ctx)
+	st, e, err := c.ownSchedule(ctx, name, by)
 	if err != nil {
 		return err
+	}
+	return st.Remove(ctx, e.Name, e.Owner)
+}
+
+// ownSchedule reads schedule name for a change that only its owner may
+// make: by must be the owner.
+func (c *Client) ownSchedule(ctx context.Context, name, by string) (*schedule.Store, schedule.Entry, error) {
+	st, err := c.schedules(ctx)
+	if err != nil {
+		return nil, schedule.Entry{}, err
 	}
 	e, err := st.Get(ctx, name)
 	if err != nil {
-		return err
+		return nil, schedule.Entry{}, err
 	}
 	if e.Owner != by {
-		return fmt.Errorf("%w: %s belongs to %s", ErrNotOwner, name, e.Owner)
+		return nil, schedule.Entry{}, fmt.Errorf("%w: %s belongs to %s", ErrNotOwner, name, e.Owner)
 	}
-	return st.Remove(ctx, e.Name, e.Owner)
+	return st, e, nil
 }

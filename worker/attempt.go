@@ -222,9 +222,11 @@ func (a *attempt) startTime() time.Time {
 
 // started announces the running command; its output may follow.
 func (a *attempt) started(info StartInfo) {
+	now := time.Now().UTC()
 	a.mu.Lock()
-	a.startedAt = time.Now().UTC()
+	a.startedAt = now
 	a.mu.Unlock()
+	a.w.cfg.Metrics.Started(a.adm.req.Queue, a.adm.req.CreatedAt, now)
 	a.events.Emit(schema.Event{Kind: schema.KindStarted, Executor: info.Executor, Image: info.Image})
 	a.openOutput.Do(func() { close(a.startedCh) })
 	a.log.Info("job started", "executor", info.Executor, "attempt", a.number())
@@ -305,6 +307,7 @@ func (a *attempt) finish(e jobs.Ending) {
 	if err := a.d.Ack(); err != nil {
 		a.log.Warn("ack", "err", err)
 	}
+	a.w.cfg.Metrics.Finished(a.adm.req.Command, a.adm.req.Queue, string(st.State), a.startTime(), time.Now())
 	a.log.Info("job finished", "state", st.State, "exit_code", derefInt(st.ExitCode), "error", st.Error)
 }
 

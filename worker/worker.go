@@ -16,6 +16,7 @@ import (
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/jobs"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
@@ -45,6 +46,8 @@ type Config struct {
 	Roles    Roles
 	Executor Executor
 	Logger   *slog.Logger
+	// Metrics, when set, counts what the worker does (WINCH_METRICS_ADDR).
+	Metrics *metrics.Worker
 	// ReapInterval is how often the worker looks for what dead workers left
 	// in the executor (containers), when the executor can leave anything.
 	ReapInterval time.Duration
@@ -245,6 +248,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.fetchCtx, w.stopFetch = context.WithCancel(context.Background())
 	w.jobsCtx, w.cancelJobs = context.WithCancelCause(context.Background())
+	w.cfg.Metrics.Slots(w.cfg.Concurrency)
 	w.heart.Add(1)
 	go w.beat()
 	for range w.cfg.Concurrency {
@@ -353,6 +357,7 @@ func (w *Worker) track(a *attempt) {
 	w.runningMu.Lock()
 	defer w.runningMu.Unlock()
 	w.running[a.id()] = a
+	w.cfg.Metrics.Holding(+1)
 }
 
 // isRunning reports whether an attempt of job id runs on this worker.
@@ -367,6 +372,7 @@ func (w *Worker) untrack(a *attempt) {
 	defer w.runningMu.Unlock()
 	if w.running[a.id()] == a {
 		delete(w.running, a.id())
+		w.cfg.Metrics.Holding(-1)
 	}
 }
 

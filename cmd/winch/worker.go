@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/worker"
 	"github.com/winchhq/winch/worker/docker"
@@ -34,6 +36,7 @@ type WorkerFlags struct {
 	DefaultImage  string        `env:"WINCH_DEFAULT_IMAGE" default:"${default_image}" help:"Image of commands whose module names none (the core commands)."`
 	ReapInterval  time.Duration `env:"WINCH_REAP_INTERVAL" default:"1m" help:"How often to remove containers that dead workers left behind."`
 	RolesFile     string        `env:"WINCH_ROLES_FILE" type:"existingfile" help:"YAML file granting roles: principal: [role, ...]. Commands that declare roles run only for principals with one of them."`
+	MetricsAddr   string        `name:"metrics-addr" env:"WINCH_METRICS_ADDR" placeholder:"HOST:PORT" help:"Serve /metrics (Prometheus), /healthz and /readyz here (default: not at all)."`
 }
 
 func (f *WorkerFlags) topology() broker.Topology {
@@ -72,6 +75,24 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if err != nil {
 		return nil, nil, err
 	}
+	var m *metrics.Worker
+	if f.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		metrics.Process(reg)
+		m = metrics.NewWorker(reg)
+		srv := metrics.NewServer(f.MetricsAddr, reg, map[string]metrics.Check{"nats": natsReady(nc)}, log)
+		if err := srv.Start(ctx); err != nil {
+			release()
+			return nil, nil, &ExitError{Code: exitUsage, Err: err}
+		}
+		releaseExecutor := release
+		release = func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Stop(stopCtx)
+			releaseExecutor()
+		}
+	}
 	w, err := worker.New(nc, worker.Config{
 		ID:            f.WorkerID,
 		Queues:        splitList(f.Queues),
@@ -84,6 +105,7 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 		Roles:         roles,
 		Executor:      exec,
 		Logger:        log,
+		Metrics:       m,
 	})
 	if err != nil {
 		release()
@@ -94,6 +116,16 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
 	return w, release, nil
+}
+
+// natsReady is ready while the connection to NATS is up.
+func natsReady(nc *nats.Conn) metrics.Check {
+	return func(context.Context) error {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("NATS connection is %s", st)
+		}
+		return nil
+	}
 }
 
 // executor picks how commands run: in containers when an engine answers

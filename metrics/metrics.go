@@ -1,0 +1,91 @@
+// Package metrics is what winch's processes expose to an operator and an
+// autoscaler: Prometheus metrics, and health and readiness endpoints
+// (WINCH_METRICS_ADDR). Each process registers the collectors of what it
+// does on a registry of its own (no global registry: tests run several).
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Worker is what a worker measures of the jobs it runs. A nil *Worker
+// measures nothing, so that code that runs jobs need not ask.
+type Worker struct {
+	finished   *prometheus.CounterVec
+	runTime    *prometheus.HistogramVec
+	startDelay *prometheus.HistogramVec
+	running    prometheus.Gauge
+	slots      prometheus.Gauge
+}
+
+// NewWorker registers a worker's collectors, and the Go runtime's and the
+// process's, on reg.
+func NewWorker(reg prometheus.Registerer) *Worker {
+	w := &Worker{
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "winch_jobs_finished_total",
+			Help: "Jobs this worker ran to an end, by command, queue and final state.",
+		}, []string{"command", "queue", "state"}),
+		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "winch_job_run_seconds",
+			Help:    "From the command's start to its end, by command.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10), // 10 ms to about 44 min
+		}, []string{"command"}),
+		startDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "winch_job_start_delay_seconds",
+			Help:    "From the request's creation to the command's start (queueing, claim, image, container), by queue.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms to about 4 min
+		}, []string{"queue"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "winch_jobs_running",
+			Help: "Jobs this worker holds now.",
+		}),
+		slots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "winch_worker_slots",
+			Help: "Jobs this worker may run at once (its concurrency).",
+		}),
+	}
+	reg.MustRegister(w.finished, w.runTime, w.startDelay, w.running, w.slots)
+	return w
+}
+
+// Process registers the Go runtime's and the process's collectors on reg.
+func Process(reg prometheus.Registerer) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// Slots records the worker's concurrency.
+func (w *Worker) Slots(n int) {
+	if w != nil {
+		w.slots.Set(float64(n))
+	}
+}
+
+// Holding counts a job taken (+1) or let go (-1).
+func (w *Worker) Holding(delta int) {
+	if w != nil {
+		w.running.Add(float64(delta))
+	}
+}
+
+// Started records that a job's command started, created at created.
+func (w *Worker) Started(queue string, created, now time.Time) {
+	if w != nil && !created.IsZero() {
+		w.startDelay.WithLabelValues(queue).Observe(now.Sub(created).Seconds())
+	}
+}
+
+// Finished records a job's end; started is zero for a command that never
+// started.
+func (w *Worker) Finished(command, queue, state string, started, now time.Time) {
+	if w == nil {
+		return
+	}
+	w.finished.WithLabelValues(command, queue, state).Inc()
+	if !started.IsZero() {
+		w.runTime.WithLabelValues(command).Observe(now.Sub(started).Seconds())
+	}
+}

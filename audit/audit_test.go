@@ -11,11 +11,13 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
 )
@@ -190,7 +192,16 @@ func TestClickHouseDownUnderLoad(t *testing.T) {
 	s := store(t, own)
 	e := newEnv(t)
 	e.StartWorker(worker.Config{Concurrency: 4})
-	startSink(t, e, s, "")
+	reg := prometheus.NewRegistry()
+	sink, err := audit.NewSink(e.NC, s, audit.SinkConfig{Consumer: "sink-down-under-load", MaxWait: 200 * time.Millisecond,
+		AckWait: 2 * time.Second, Logger: e.Logger(), Metrics: metrics.NewSink(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sink.Stop(context.Background()) })
 	if err := own.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +217,23 @@ func TestClickHouseDownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStored(t, s, ids, want, 60*time.Second)
+
+	// The sink's metrics say what happened: inserts refused while
+	// ClickHouse was down, then every event stored (and more: the sink
+	// sees the other tests' events too).
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			got[f.GetName()] += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	if got["winch_sink_insert_failures_total"] < 1 || got["winch_sink_events_stored_total"] < float64(want) || got["winch_sink_insert_seconds"] < 1 {
+		t.Fatalf("sink metrics %v: want insert failures, and at least %d events stored", got, want)
+	}
 }
 
 func TestTwoSinksNeitherLoseNorDuplicate(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -33,6 +34,8 @@ type SinkConfig struct {
 	// (default: all of winch.events.>).
 	FilterSubjects []string
 	Logger         *slog.Logger
+	// Metrics, when set, counts inserts and the lag (WINCH_METRICS_ADDR).
+	Metrics *metrics.Sink
 }
 
 func (c SinkConfig) withDefaults() SinkConfig {
@@ -178,14 +181,17 @@ func (s *Sink) insert(ctx context.Context, msgs []jetstream.Msg, events []schema
 	lastProgress := time.Now()
 	for attempt := 1; ; attempt++ {
 		insertCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		began := time.Now()
 		err := s.store.Insert(insertCtx, events)
 		cancel()
 		if err == nil {
+			s.cfg.Metrics.Inserted(len(events), time.Since(began))
 			if attempt > 1 {
 				s.log.Info("clickhouse took the batch", "events", len(events), "attempts", attempt)
 			}
 			return true
 		}
+		s.cfg.Metrics.InsertFailed()
 		s.log.Warn("insert into clickhouse failed; retrying (the stream keeps the events)", "events", len(events), "attempt", attempt, "in", wait, "err", err)
 		if attempt%5 == 1 {
 			s.logLag(ctx, 0)
@@ -213,6 +219,7 @@ func (s *Sink) logLag(ctx context.Context, inserted int) {
 	if err != nil {
 		return
 	}
+	s.cfg.Metrics.Pending(info.NumPending)
 	if inserted == 0 || info.NumPending > 0 {
 		s.log.Info("sink lag", "pending", info.NumPending, "in_flight", info.NumAckPending, "inserted", inserted)
 	}

@@ -85,6 +85,9 @@ func redactDSN(dsn string) string {
 // Close closes the connection.
 func (s *Store) Close() error { return s.conn.Close() }
 
+// Ping says whether ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
+
 // Database is the database the store lives in.
 func (s *Store) Database() string { return s.db }
 

@@ -89,3 +89,66 @@ func (w *Worker) Finished(command, queue, state string, started, now time.Time) 
 		w.runTime.WithLabelValues(command).Observe(now.Sub(started).Seconds())
 	}
 }
+
+// Sink is what an audit sink measures of its inserts into ClickHouse. A nil
+// *Sink measures nothing.
+type Sink struct {
+	events   prometheus.Counter
+	batch    prometheus.Histogram
+	insert   prometheus.Histogram
+	failures prometheus.Counter
+	pending  prometheus.Gauge
+}
+
+// NewSink registers a sink's collectors on reg.
+func NewSink(reg prometheus.Registerer) *Sink {
+	s := &Sink{
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "winch_sink_events_stored_total",
+			Help: "Events this sink inserted into ClickHouse.",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "winch_sink_batch_events",
+			Help:    "Events per insert.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 to 16,384
+		}),
+		insert: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "winch_sink_insert_seconds",
+			Help:    "Time of one successful insert.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms to about 1 min
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "winch_sink_insert_failures_total",
+			Help: "Inserts ClickHouse refused or did not answer (each is retried).",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "winch_sink_pending_events",
+			Help: "Events in the stream not yet delivered to the sinks (their lag), as last read.",
+		}),
+	}
+	reg.MustRegister(s.events, s.batch, s.insert, s.failures, s.pending)
+	return s
+}
+
+// Inserted records a batch ClickHouse took, and how long that took.
+func (s *Sink) Inserted(events int, took time.Duration) {
+	if s != nil {
+		s.events.Add(float64(events))
+		s.batch.Observe(float64(events))
+		s.insert.Observe(took.Seconds())
+	}
+}
+
+// InsertFailed records an insert that will be retried.
+func (s *Sink) InsertFailed() {
+	if s != nil {
+		s.failures.Inc()
+	}
+}
+
+// Pending records the sinks' lag.
+func (s *Sink) Pending(n uint64) {
+	if s != nil {
+		s.pending.Set(float64(n))
+	}
+}

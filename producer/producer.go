@@ -112,7 +112,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 // FailoverWait bounds how long Submit waits for the requests stream to
 // answer again when it exists but does not answer: a cluster electing a new
 // leader for it takes seconds (README: one server or three).
-const FailoverWait = 20 * time.Second
+const FailoverWait = 30 * time.Second
 
 // publishRequest publishes a request and waits for the stream to have it.
 // When the stream does not answer, it is either not there (no topology:
@@ -123,10 +123,13 @@ func (c *Client) publishRequest(ctx context.Context, subject string, data []byte
 	deadline := time.Now().Add(FailoverWait)
 	for {
 		ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectStream(broker.JobsStream))
-		if err == nil || !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
+		// No answer in time (the publish's own timeout, not the caller's):
+		// the request reached a server whose stream has no leader now.
+		timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if err == nil || !timedOut && !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
 			return ack, err
 		}
-		if _, serr := c.js.Stream(ctx, broker.JobsStream); errors.Is(serr, jetstream.ErrStreamNotFound) {
+		if _, serr := c.js.Stream(ctx, broker.JobsStream); !timedOut && errors.Is(serr, jetstream.ErrStreamNotFound) {
 			return ack, err
 		}
 		select {

@@ -52,7 +52,7 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 	defer release()
 	if g.ClickHouseDSN != "" {
 		log.Info("the audit sink runs too: events go to ClickHouse", "dsn", redactDSN(g.ClickHouseDSN))
-		stopSink := c.SinkFlags.start(ctx, g, nc, log)
+		stopSink := c.SinkFlags.start(ctx, g, nc, log, nil)
 		defer stopSink()
 	}
 	if c.HTTPAddr != "off" {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +85,42 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("/metrics has no line %q; it has:\n%s", missing, body)
+	}
+}
+
+// TestSinkReadiness: `winch sink` with WINCH_METRICS_ADDR is ready once it
+// has ClickHouse, and counts what it stores.
+func TestSinkReadiness(t *testing.T) {
+	t.Parallel()
+	if chErr != nil {
+		testenv.Missing(t, "clickhouse", chErr)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	_, lines := startWinch(t, []string{"WINCH_CLICKHOUSE_DSN=" + clickhouseDSN, "WINCH_METRICS_ADDR=" + addr}, "sink")
+	waitLog(t, lines, "metrics listening")
+	var code int
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if code, body = resp.StatusCode, string(b); code == http.StatusOK {
+			break
+		}
+	}
+	if code != http.StatusOK {
+		t.Fatalf("the sink is not ready with ClickHouse up: %d %s", code, body)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), "winch_sink_insert_failures_total 0") {
+		t.Fatalf("/metrics of the sink:\n%s", b)
 	}
 }

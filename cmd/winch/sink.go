@@ -2,25 +2,31 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/metrics"
 )
 
 // SinkCmd is `winch sink`: events from JetStream into ClickHouse.
 type SinkCmd struct {
 	SinkFlags
+	MetricsAddr string `name:"metrics-addr" env:"WINCH_METRICS_ADDR" placeholder:"HOST:PORT" help:"Serve /metrics (Prometheus), /healthz and /readyz here (default: not at all)."`
 }
 
 // SinkFlags configure the sink, in `winch sink` and `winch dev`.
 type SinkFlags struct {
-	SinkBatch   int           `env:"WINCH_SINK_BATCH" default:"5000" help:"Events per ClickHouse insert, at most."`
-	SinkMaxWait time.Duration `env:"WINCH_SINK_MAX_WAIT" default:"1s" help:"How long a batch may wait to fill before it is inserted."`
+	store       atomic.Pointer[audit.Store] // once open, for readiness
+	SinkBatch   int                         `env:"WINCH_SINK_BATCH" default:"5000" help:"Events per ClickHouse insert, at most."`
+	SinkMaxWait time.Duration               `env:"WINCH_SINK_MAX_WAIT" default:"1s" help:"How long a batch may wait to fill before it is inserted."`
 }
 
 // Run moves events until SIGTERM or SIGINT.
@@ -34,15 +40,40 @@ func (c *SinkCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	stop := c.start(ctx, g, nc, log)
+	var m *metrics.Sink
+	if c.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		metrics.Process(reg)
+		m = metrics.NewSink(reg)
+		srv := metrics.NewServer(c.MetricsAddr, reg, map[string]metrics.Check{"nats": natsReady(nc), "clickhouse": c.clickHouseReady}, log)
+		if err := srv.Start(ctx); err != nil {
+			return &ExitError{Code: exitUsage, Err: err}
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Stop(stopCtx)
+		}()
+	}
+	stop := c.start(ctx, g, nc, log, m)
 	<-ctx.Done()
 	stop()
 	return nil
 }
 
+// clickHouseReady is ready while the sink's store is open and ClickHouse
+// answers.
+func (f *SinkFlags) clickHouseReady(ctx context.Context) error {
+	store := f.store.Load()
+	if store == nil {
+		return errors.New("not connected yet")
+	}
+	return store.Ping(ctx)
+}
+
 // start runs a sink in the background, waiting (with backoff) for
 // ClickHouse if it is not up yet; the returned function stops it.
-func (f *SinkFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger) (stop func()) {
+func (f *SinkFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger, m *metrics.Sink) (stop func()) {
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -51,7 +82,9 @@ func (f *SinkFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log *s
 			return
 		}
 		defer store.Close()
-		sink, err := audit.NewSink(nc, store, audit.SinkConfig{BatchSize: f.SinkBatch, MaxWait: f.SinkMaxWait, Logger: log})
+		f.store.Store(store)
+		defer f.store.Store(nil)
+		sink, err := audit.NewSink(nc, store, audit.SinkConfig{BatchSize: f.SinkBatch, MaxWait: f.SinkMaxWait, Logger: log, Metrics: m})
 		for err == nil {
 			if err = sink.Start(runCtx); err == nil {
 				break

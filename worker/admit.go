@@ -57,6 +57,14 @@ func (w *Worker) admit(d delivery, subject string, data []byte, fallbackID strin
 			"the request says job %q from principal %q, but was published on %s, which names job %q from %q: the subject names who published it",
 			req.ID, req.Principal, subject, parts.Job, parts.Principal)}
 	}
+	// The subject decided which worker took it, and when: the request must
+	// say the same, or its audit row would tell another story.
+	if parts.Queue != req.Queue || parts.Priority != req.Priority.SubjectToken() {
+		req.Params = nil
+		return admission{}, &rejection{id: req.ID, req: req, principal: parts.Principal, reason: fmt.Errorf(
+			"the request says queue %q, priority %q, but was published on %s: publish it on the subject of its queue and priority (broker.PriorityJobSubject)",
+			req.Queue, req.Priority.Or(), subject)}
+	}
 	cmd, err := w.resolve(d, req)
 	switch {
 	case errors.Is(err, modules.ErrUnknownCommand), err != nil && lastTry:

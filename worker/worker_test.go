@@ -341,6 +341,12 @@ func TestBadRequestsAreRejected(t *testing.T) {
 		// Who published is the subject's principal: the audit names tester,
 		// never root, who did not act.
 		{"forged principal", "rej-forged", request("rej-forged", "core.echo", map[string]any{"text": "x"}, "root"), `from principal "root", but was published on`},
+		// The subject decides the queue and the priority; a request that
+		// says otherwise would be audited as what it did not go through.
+		{"another queue", "rej-queue", []byte(strings.Replace(string(request("rej-queue", "core.echo", map[string]any{"text": "x"}, "tester")),
+			`"queue":"`+e.Queue+`"`, `"queue":"elsewhere"`, 1)), `the request says queue "elsewhere", priority "normal", but was published on`},
+		{"another priority", "rej-prio", []byte(strings.Replace(string(request("rej-prio", "core.echo", map[string]any{"text": "x"}, "tester")),
+			`"queue":`, `"priority":"high","queue":`, 1)), `priority "high", but was published on`},
 	}
 	for _, tt := range tests {
 		id := tt.id + "-" + e.Queue

@@ -47,7 +47,12 @@ func TestAuditRoutes(t *testing.T) {
 	var list auditList
 	if !jobtest.Eventually(30*time.Second, func() bool {
 		f.must(http.StatusOK, "GET", "/v1/audit/jobs?since=1h"+q, adaToken, "", &list)
-		return len(list.Jobs) == 3 && list.Jobs[0].State.Terminal() && list.Jobs[1].State.Terminal() && list.Jobs[2].State.Terminal()
+		// The sink writes a batch's job rows before its events: wait for
+		// the output too, which grep searches.
+		var grep auditList
+		f.must(http.StatusOK, "GET", "/v1/audit/jobs?grep=needle"+q, adaToken, "", &grep)
+		return len(list.Jobs) == 3 && list.Jobs[0].State.Terminal() && list.Jobs[1].State.Terminal() && list.Jobs[2].State.Terminal() &&
+			len(grep.Jobs) == 1
 	}) {
 		t.Fatalf("the audit store has %+v", list)
 	}

@@ -569,8 +569,24 @@ func (e *Executor) Leftovers(ctx context.Context, deployment, job string) ([]wor
 // Remove implements worker.Reapable.
 func (e *Executor) Remove(ctx context.Context, l worker.Leftover) error {
 	e.stop(l.ID)
-	if err := e.API.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove container %s: %w", l.ID, err)
+	err := e.API.ContainerRemove(ctx, l.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err):
+		// Someone else (a reaper, another worker's claim) is removing it
+		// already: it is going; wait until it is gone, as the caller
+		// relies on it (a job never runs in two containers at once).
+		for {
+			if _, err := e.API.ContainerInspect(ctx, l.ID); cerrdefs.IsNotFound(err) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("remove container %s: another removal did not end: %w", l.ID, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
-	return nil
+	return fmt.Errorf("remove container %s: %w", l.ID, err)
 }

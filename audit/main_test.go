@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,14 +25,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.WithNATS(func(dir, url string) int {
-		natsURL = url
-		ch, chErr = testenv.StartClickHouse(filepath.Join(dir, "clickhouse"))
-		code := m.Run()
-		if chErr == nil {
-			_ = ch.Stop()
-		}
-		return code
+	os.Exit(testenv.WithNATSAndClickHouse(func(url string, c *testenv.ClickHouse, err error) int {
+		natsURL, ch, chErr = url, c, err
+		return m.Run()
 	}))
 }
 

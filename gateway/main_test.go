@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,14 +36,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.WithNATS(func(dir, url string) int {
-		natsURL = url
-		ch, chErr = testenv.StartClickHouse(filepath.Join(dir, "clickhouse"))
-		code := m.Run()
-		if chErr == nil {
-			_ = ch.Stop()
-		}
-		return code
+	os.Exit(testenv.WithNATSAndClickHouse(func(url string, c *testenv.ClickHouse, err error) int {
+		natsURL, ch, chErr = url, c, err
+		return m.Run()
 	}))
 }
 

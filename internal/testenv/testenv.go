@@ -158,6 +158,20 @@ func WithNATS(run func(dir, url string) int) int {
 	return code
 }
 
+// WithNATSAndClickHouse is WithNATS with a ClickHouse of the tests' own
+// beside it (started in the same directory, stopped after the tests), or
+// the error that says why there is none: the tests that need it call
+// Missing with it.
+func WithNATSAndClickHouse(run func(url string, ch *ClickHouse, chErr error) int) int {
+	return WithNATS(func(dir, url string) int {
+		ch, err := StartClickHouse(filepath.Join(dir, "clickhouse"))
+		if err == nil {
+			defer ch.Stop()
+		}
+		return run(url, ch, err)
+	})
+}
+
 // Restartable is an embedded NATS server of a test's own on a fixed port
 // and data directory, so that it can be stopped and started again and its
 // clients reconnect to it.

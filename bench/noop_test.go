@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ import (
 // benchmarks: the best of 8, 16, 32 and 64 on the benchmark machine (see
 // BENCHMARKS.md); -bench.concurrency changes it.
 var pipelinedConcurrency = flag.Int("bench.concurrency", 32, "worker concurrency of the pipelined no-op benchmarks")
+
+// submitters is how many clients submit at once in the pipelined no-op
+// benchmarks.
+var submitters = flag.Int("bench.submitters", 8, "concurrent submitters of the pipelined no-op benchmarks")
 
 // noopExecutor runs nothing, in process: benchmark-only, so that what is
 // measured is winch's own path (broker, claim, events, state, ack) and not
@@ -218,22 +223,46 @@ func measureJobs(b *testing.B, s *jobStack, mode string) {
 		_ = sub.SetPendingLimits(-1, -1)
 	}
 
-	b.ResetTimer()
-	cpu := s.cpu()
-	for range b.N {
+	submit := func() error {
 		id := schema.NewJobID()
 		now := time.Now().UTC()
 		mu.Lock()
 		created[id] = now
 		mu.Unlock()
-		if _, err := s.client.Submit(ctx, schema.Request{ID: id, Command: "core.true", Principal: "bench", CreatedAt: now}); err != nil {
-			b.Fatal(err)
-		}
-		if mode == "sequential" {
+		_, err := s.client.Submit(ctx, schema.Request{ID: id, Command: "core.true", Principal: "bench", CreatedAt: now})
+		return err
+	}
+	b.ResetTimer()
+	cpu := s.cpu()
+	if mode == "sequential" {
+		for range b.N {
+			if err := submit(); err != nil {
+				b.Fatal(err)
+			}
 			<-finished
 		}
-	}
-	if mode == "pipelined" {
+	} else {
+		// Several clients submit at once, as users do: one client's
+		// submissions wait each for its acknowledgement, which on a
+		// replicated stream is a round trip to a quorum.
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, *submitters)
+		for range *submitters {
+			wg.Go(func() {
+				for next.Add(1) <= int64(b.N) {
+					if err := submit(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
 		for range b.N {
 			<-finished
 		}

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# make compose-test: brings compose.yaml up for real, from the local images
+# (make images compose-images; the winch image from this tree's bin/winch,
+# under a tag of its own), under a project name of its own, and checks
+# what a user of it relies on:
+#   1. three NATS servers cluster, init makes the streams R3, three workers,
+#      the sink and the gateway become healthy;
+#   2. jobs run on all three workers, each command in its own container
+#      beside them (the host's engine, through the socket), and one through
+#      the gateway's HTTP API; all are found in `winch audit`;
+#   3. the NATS server that leads the requests stream is SIGKILLed while
+#      jobs are submitted and run: every job submitted succeeds, once, and
+#      is in the audit; the killed server, started again, becomes healthy;
+#   4. everything goes (containers, the job containers the workers left,
+#      networks, volumes), on success or failure, and the script checks it.
+# Debian's docker-compose 1.29 (installed if missing); COMPOSE=... picks
+# another (`docker compose`). Needs bin/winch (make build) on the host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+need() { # need COMMAND PACKAGE
+	command -v "$1" >/dev/null && return 0
+	echo "installing $2" >&2
+	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+if [ -z "${COMPOSE:-}" ]; then
+	need docker-compose docker-compose
+	COMPOSE=docker-compose
+fi
+need jq jq
+need curl curl
+winch=$PWD/bin/winch
+[ -x "$winch" ] || { echo "compose-test: $winch is missing: run make build" >&2; exit 1; }
+for image in winch-toolbox:latest winch-clickhouse:latest; do
+	docker image inspect "$image" >/dev/null 2>&1 || { echo "compose-test: image $image is missing: run make images compose-images" >&2; exit 1; }
+done
+
+started=$(date +%s)
+say() { echo "compose-test [$(($(date +%s) - started))s]: $*" >&2; }
+fail() { say "FAIL: $*"; exit 1; }
+rand() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# A project of its own: nothing of another stack (or of a user's) is
+# touched, and everything it makes is found by its label.
+project=winchct$(date +%s)$$
+export COMPOSE_PROJECT_NAME=$project
+# Secrets from the environment, as a user gives them; new ones each run.
+WINCH_NATS_WORKER_PASSWORD=$(rand)
+WINCH_NATS_ALICE_PASSWORD=$(rand)
+WINCH_NATS_GATEWAY_PASSWORD=$(rand)
+token=$(rand)
+WINCH_TOKENS="$(printf %s "$token" | sha256sum | cut -d' ' -f1):alice"
+# Published ports: any free one (empty), found below with `port`.
+WINCH_NATS_PORT_1='' WINCH_NATS_PORT_2='' WINCH_NATS_PORT_3='' WINCH_CLICKHOUSE_PORT='' WINCH_GATEWAY_PORT=''
+export WINCH_NATS_WORKER_PASSWORD WINCH_NATS_ALICE_PASSWORD WINCH_NATS_GATEWAY_PASSWORD WINCH_TOKENS \
+	WINCH_NATS_PORT_1 WINCH_NATS_PORT_2 WINCH_NATS_PORT_3 WINCH_CLICKHOUSE_PORT WINCH_GATEWAY_PORT
+dc() { $COMPOSE -f compose.yaml "$@"; }
+tmp=$(mktemp -d)
+# The winch image of this tree's bin/winch, under a tag of this run's: the
+# engine may be shared, and winch:latest be another tree's.
+export WINCH_IMAGE=winch:$project
+
+# The job containers a worker of this project started: labelled with the
+# worker's id, which starts with its container's host name.
+job_containers() {
+	local hosts
+	hosts=$(docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=worker |
+		xargs -r docker inspect -f '{{.Config.Hostname}}')
+	[ -n "$hosts" ] || return 0
+	docker ps -a --filter label=winch.worker --format '{{.ID}} {{.Label "winch.worker"}}' | while read -r id worker; do
+		for h in $hosts; do
+			case $worker in "$h"-*) echo "$id" ;; esac
+		done
+	done
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ "$rc" != 0 ]; then
+		say "failed; the stack's state and last logs:"
+		dc ps >&2 || true
+		dc logs --no-color --tail=30 >&2 || true
+	fi
+	local jobs
+	jobs=$(job_containers || true)
+	[ -z "$jobs" ] || docker rm -f $jobs >/dev/null 2>&1 || true
+	dc down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
+	docker image rm "$WINCH_IMAGE" >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+	# Nothing may be left behind.
+	local left
+	left=$(
+		docker ps -aq --filter "label=com.docker.compose.project=$project"
+		docker network ls -q --filter "label=com.docker.compose.project=$project"
+		docker network ls -q --filter "name=^${project}_"
+		docker volume ls -q --filter "label=com.docker.compose.project=$project"
+		docker volume ls -q --filter "name=^${project}_"
+		docker image ls -q "$WINCH_IMAGE"
+	)
+	if [ -n "$left" ]; then
+		say "FAIL: left behind after down: $(echo $left)"
+		rc=1
+	elif [ "$rc" = 0 ]; then
+		say "PASS: torn down, nothing left behind"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+docker build -q -f ops/Dockerfile -t "$WINCH_IMAGE" . >/dev/null || fail "docker build $WINCH_IMAGE"
+
+# 1. Up, with three workers, everything healthy.
+say "up: project $project, 3 workers ($COMPOSE)"
+dc up -d --scale worker=3 >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; fail "$COMPOSE up"; }
+healthy() { # healthy SERVICE COUNT: COUNT containers of SERVICE are healthy
+	local n
+	n=$(dc ps -q "$1" | xargs -r docker inspect -f '{{.State.Health.Status}}' | grep -c '^healthy$' || true)
+	[ "$n" = "$2" ]
+}
+wait_healthy() { # wait_healthy SECONDS SERVICE=COUNT...
+	local deadline=$(($(date +%s) + $1)) s
+	shift
+	while :; do
+		local all=1
+		for s in "$@"; do healthy "${s%=*}" "${s#*=}" || all=0; done
+		[ "$all" = 1 ] && return 0
+		[ "$(date +%s)" -lt "$deadline" ] || fail "not healthy within the time: $* ($(dc ps 2>&1 | tail -n +3 | tr -s ' ' | cut -c1-90 | tr '\n' ';'))"
+		sleep 1
+	done
+}
+wait_healthy 180 nats-1=1 nats-2=1 nats-3=1 clickhouse=1 worker=3 sink=1 gateway=1
+[ "$(dc ps -q init | xargs docker inspect -f '{{.State.ExitCode}}')" = 0 ] || fail "init did not succeed"
+say "healthy: 3 NATS servers, ClickHouse, 3 workers, the sink, the gateway"
+
+port() { dc port "$1" "$2" | sed 's/.*://'; }
+p1=$(port nats-1 4222) p2=$(port nats-2 4222) p3=$(port nats-3 4222)
+export WINCH_NATS_URL="nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p1,nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p2,nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p3"
+export WINCH_CLICKHOUSE_DSN="clickhouse://127.0.0.1:$(port clickhouse 9000)/winch"
+export WINCH_PRINCIPAL=alice WINCH_LOG_FORMAT=json
+gateway="http://127.0.0.1:$(port gateway 5123)"
+
+# jsz: JetStream's view of the streams, from the first server that answers
+# (the monitoring port is the container's own: winch health prints it).
+jsz() {
+	local s out
+	for s in nats-1 nats-2 nats-3; do
+		out=$(dc exec -T "$s" /winch health 'http://127.0.0.1:8222/jsz?accounts=true&streams=true&config=true' 2>/dev/null) || continue
+		[ -n "$out" ] && { echo "$out"; return 0; }
+	done
+	return 1
+}
+stream() { jq -r --arg f "$1" '.account_details[]?.stream_detail[]? | select(.name == "WINCH_JOBS") | getpath($f | split(".")) // empty'; }
+# The requests stream is R3 (winch init --replicas 3), led by one server.
+replicas=$(jsz | stream config.num_replicas)
+[ "$replicas" = 3 ] || fail "WINCH_JOBS has ${replicas:-no} replicas, want 3"
+
+# submit PREFIX COUNT COMMAND ARGS...: COUNT `winch run`s in the
+# background, ids PREFIX-1..COUNT; their exit codes in $tmp/PREFIX-N.rc.
+submit() {
+	local prefix=$1 count=$2 i
+	shift 2
+	for i in $(seq "$count"); do
+		(
+			rc=0
+			"$winch" run --id "$prefix-$i" "$@" >"$tmp/$prefix-$i.out" 2>&1 || rc=$?
+			echo "$rc" >"$tmp/$prefix-$i.rc"
+		) &
+		[ -z "${SUBMIT_EVERY:-}" ] || sleep "$SUBMIT_EVERY"
+	done
+	wait
+}
+# ran PREFIX COUNT: every run exited 0, or say which did not and why.
+ran() {
+	local prefix=$1 count=$2 i bad=0
+	for i in $(seq "$count"); do
+		if [ "$(cat "$tmp/$prefix-$i.rc" 2>/dev/null)" != 0 ]; then
+			bad=$((bad + 1))
+			say "$prefix-$i: exit $(cat "$tmp/$prefix-$i.rc" 2>/dev/null || echo none): $(tail -3 "$tmp/$prefix-$i.out" | tr '\n' ' ')"
+		fi
+	done
+	[ "$bad" = 0 ] || fail "$bad of $count jobs of $prefix did not succeed"
+}
+# audited PREFIX COUNT: winch audit has each job PREFIX-N once, succeeded;
+# prints the workers that ran them.
+audited() {
+	local prefix=$1 count=$2 deadline=$(($(date +%s) + 90)) n
+	while :; do
+		"$winch" audit --since 1h --limit 1000 -o csv >"$tmp/audit.csv" 2>"$tmp/audit.err" || true
+		n=$(grep -c ",$prefix-[0-9]*,alice,.*,succeeded," "$tmp/audit.csv" || true)
+		[ "$n" -lt "$count" ] || break
+		[ "$(date +%s)" -lt "$deadline" ] || fail "winch audit has $n of $count jobs of $prefix succeeded ($(cat "$tmp/audit.err"))"
+		sleep 1
+	done
+	[ "$n" = "$count" ] || fail "winch audit has $n rows of $prefix succeeded for $count jobs"
+	grep ",$prefix-[0-9]*,alice," "$tmp/audit.csv" | cut -d, -f11 | sort -u
+}
+
+# 2. Twelve 3-second jobs at once: four slots a worker, so all three take
+# some; each runs in a container of its own on the host's engine.
+say "12 jobs on 3 workers"
+submit spread 12 core.sleep --seconds 3 &
+spread=$!
+# The most job containers of these jobs seen running at once.
+running=0
+while kill -0 "$spread" 2>/dev/null; do
+	n=$(docker ps --filter label=winch.job --format '{{.Label "winch.job"}}' | grep -c '^spread-' || true)
+	[ "$n" -le "$running" ] || running=$n
+	sleep 0.5
+done
+wait
+[ "$running" -gt 4 ] || fail "at most $running job containers ran at once, want more than one worker's 4 slots"
+ran spread 12
+workers=$(audited spread 12)
+[ "$(echo "$workers" | wc -l)" = 3 ] || fail "the jobs ran on $(echo "$workers" | wc -l) workers, want 3: $(echo $workers)"
+say "12 jobs succeeded on 3 workers ($(echo $workers)), up to $running at once in job containers, all in winch audit"
+
+# And one through the gateway's HTTP API, as the token's principal.
+curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+	-d '{"command":"core.echo","params":{"text":"through the gateway"}}' "$gateway/v1/jobs" >"$tmp/gw.json" ||
+	fail "POST $gateway/v1/jobs: $(cat "$tmp/gw.json" 2>/dev/null)"
+deadline=$(($(date +%s) + 60))
+until "$winch" audit --grep 'through the gateway' --status succeeded -o csv 2>/dev/null | grep -q ',alice,core.echo,'; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "the gateway's job is not in winch audit: $(cat "$tmp/gw.json")"
+	sleep 1
+done
+say "a job submitted through the gateway ran and is in winch audit"
+
+# 3. Kill the leader of the requests stream while 40 jobs are submitted
+# (one every 0.1 s) and run.
+leader() { jsz | stream cluster.leader; }
+victim=$(leader)
+case $victim in nats-[123]) ;; *) fail "no leader of WINCH_JOBS found: '$victim'" ;; esac
+say "40 jobs while $victim, the leader of WINCH_JOBS, is killed"
+SUBMIT_EVERY=0.1 submit failover 40 core.sleep --seconds 1 &
+submitter=$!
+sleep 1.5
+dc kill -s SIGKILL "$victim" >/dev/null 2>&1 || fail "kill $victim"
+killed_at=$(date +%s)
+wait "$submitter"
+wait
+ran failover 40
+new=$(leader)
+audited failover 40 >/dev/null
+say "40 of 40 jobs succeeded once and are in winch audit; the leader moved from $victim to ${new:-?}"
+
+dc start "$victim" >/dev/null 2>&1 || fail "start $victim again"
+wait_healthy 120 "$victim=1"
+say "$victim is back and healthy ($(($(date +%s) - killed_at))s after it was killed)"

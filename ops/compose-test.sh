@@ -66,12 +66,17 @@ tmp=$(mktemp -d)
 # engine may be shared, and winch:latest be another tree's.
 export WINCH_IMAGE=winch:$project
 
+# containers SERVICE: the ids of the service's containers, running or not
+# (docker itself: each docker-compose 1.29 call costs a second or two).
+containers() {
+	docker ps -aq --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1"
+}
+
 # The job containers a worker of this project started: labelled with the
 # worker's id, which starts with its container's host name.
 job_containers() {
 	local hosts
-	hosts=$(docker ps -aq --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=worker |
-		xargs -r docker inspect -f '{{.Config.Hostname}}')
+	hosts=$(containers worker | xargs -r docker inspect -f '{{.Config.Hostname}}')
 	[ -n "$hosts" ] || return 0
 	docker ps -a --filter label=winch.worker --format '{{.ID}} {{.Label "winch.worker"}}' | while read -r id worker; do
 		for h in $hosts; do
@@ -123,7 +128,7 @@ say "up: project $project, 3 workers ($COMPOSE)"
 dc up -d --scale worker=3 >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; fail "$COMPOSE up"; }
 healthy() { # healthy SERVICE COUNT: COUNT containers of SERVICE are healthy
 	local n
-	n=$(dc ps -q "$1" | xargs -r docker inspect -f '{{.State.Health.Status}}' | grep -c '^healthy$' || true)
+	n=$(containers "$1" | xargs -r docker inspect -f '{{.State.Health.Status}}' | grep -c '^healthy$' || true)
 	[ "$n" = "$2" ]
 }
 wait_healthy() { # wait_healthy SECONDS SERVICE=COUNT...
@@ -138,10 +143,10 @@ wait_healthy() { # wait_healthy SECONDS SERVICE=COUNT...
 	done
 }
 wait_healthy 180 nats-1=1 nats-2=1 nats-3=1 clickhouse=1 worker=3 sink=1 gateway=1
-[ "$(dc ps -q init | xargs docker inspect -f '{{.State.ExitCode}}')" = 0 ] || fail "init did not succeed"
+[ "$(containers init | xargs docker inspect -f '{{.State.ExitCode}}')" = 0 ] || fail "init did not succeed"
 ok "healthy: 3 NATS servers, ClickHouse, 3 workers, the sink, the gateway"
 
-port() { dc port "$1" "$2" | sed 's/.*://'; }
+port() { docker port "$(containers "$1")" "$2/tcp" | head -1 | sed 's/.*://'; }
 p1=$(port nats-1 4222) p2=$(port nats-2 4222) p3=$(port nats-3 4222)
 export WINCH_NATS_URL="nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p1,nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p2,nats://alice:$WINCH_NATS_ALICE_PASSWORD@127.0.0.1:$p3"
 export WINCH_CLICKHOUSE_DSN="clickhouse://127.0.0.1:$(port clickhouse 9000)/winch"
@@ -151,7 +156,7 @@ gateway="http://127.0.0.1:$(port gateway 5123)"
 # jsz: JetStream's view of the streams, from the first server that answers
 # (the monitoring port is the container's own: winch health prints it).
 declare -A nats_container
-for s in nats-1 nats-2 nats-3; do nats_container[$s]=$(dc ps -q "$s"); done
+for s in nats-1 nats-2 nats-3; do nats_container[$s]=$(containers "$s"); done
 jsz() {
 	local s out
 	for s in nats-1 nats-2 nats-3; do

@@ -217,7 +217,7 @@ acked() {
 			echo "$prefix-$i" >>"$tmp/$prefix.acked"
 		elif [ "$rc" = 69 ] || [ "$rc" = 70 ] && grep -q 'context deadline exceeded\|unavailable' "$tmp/$prefix-$i.out"; then
 			echo "$prefix-$i" >>"$tmp/$prefix.refused"
-			if grep -q 'module registry unavailable\|open state bucket' "$tmp/$prefix-$i.out"; then
+			if grep -q 'module registry unavailable\|read the module registry\|open state bucket' "$tmp/$prefix-$i.out"; then
 				echo "$prefix-$i" >>"$tmp/$prefix.unpublished"
 			fi
 		else

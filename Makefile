@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Go packages whose tests share goroutines: run them under the race detector.
 PKGS    := ./...
 
-.PHONY: build images services clickhouse run test lint bench fuzz chaos clean
+.PHONY: build images services clickhouse run test lint bench fuzz chaos clean compose-images compose-test
 
 # bin/winch and, beside it, bin/winch-supervise: the process executor's
 # per-job supervisor, a small binary that starts fast (worker/process).
@@ -24,6 +24,18 @@ images: build
 	./$(BIN) images
 	docker build -q -f ops/Dockerfile -t winch:latest . >/dev/null
 	@echo "built winch-toolbox:latest and winch:latest"
+
+# compose.yaml's ClickHouse image, winch-clickhouse:latest: Debian's
+# clickhouse-server on a Debian base made here with mmdebstrap; skipped when
+# it is up to date (ops/clickhouse/build.sh).
+compose-images:
+	ops/clickhouse/build.sh
+
+# compose.yaml brought up for real: three NATS servers, three workers, the
+# sink, the gateway, ClickHouse; jobs run, a NATS server is killed, all of it
+# torn down (ops/compose-test.sh). CI runs it after make test.
+compose-test: images compose-images
+	ops/compose-test.sh
 
 # Runs winch for real: the embedded broker and a worker that runs commands in
 # containers (or as processes, with WINCH_EXECUTOR=process), data under

@@ -9,7 +9,8 @@
 #
 # Then WINCH_CLICKHOUSE_DSN=clickhouse://127.0.0.1:PORT/winch. PORT defaults to
 # 9000. The server is Debian's clickhouse-server (18.16 on bookworm); winch's
-# schema also runs on current releases (see compose.yaml for one).
+# schema also runs on current releases. compose.yaml runs the same 18.16
+# in a container (ops/clickhouse/build.sh).
 set -euo pipefail
 
 cmd=${1:-}

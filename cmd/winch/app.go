@@ -62,6 +62,7 @@ type CLI struct {
 	Sink     SinkCmd     `cmd:"" help:"Move events from JetStream into ClickHouse (the audit store)."`
 	Notifier NotifierCmd `cmd:"" help:"Deliver webhooks when jobs end (winch run --notify, manifests' notify)."`
 	Images   ImagesCmd   `cmd:"" help:"Build the toolbox image the core commands run in, from local files."`
+	Health   HealthCmd   `cmd:"" help:"Probe a health endpoint (GET URL; exit 0 on 2xx): the healthcheck of the winch image, which has no shell."`
 	Context  ContextCmd  `cmd:"" help:"Manage contexts: named settings for each deployment (dev, staging, prod)."`
 
 	InstallCompletions kongplete.InstallCompletions `cmd:"" help:"Install shell completion (bash, zsh, fish) for commands and their parameters."`

@@ -106,7 +106,11 @@ func (c *Client) KeepCatalog(ctx context.Context) (stop func(), err error) {
 // Client.Catalog. Its errors wrap ErrRegistryUnavailable when the registry
 // cannot be opened, and ErrNoTopology too when it does not exist.
 func LoadCatalog(ctx context.Context, js jetstream.JetStream) (*modules.Catalog, error) {
-	kv, err := js.KeyValue(ctx, broker.ModulesBucket)
+	var kv jetstream.KeyValue
+	err := broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.KeyValue(ctx, broker.ModulesBucket)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 		return nil, fmt.Errorf("%w: %w: %w (start `winch dev`, `winch worker` or `winch broker` once to create it)", ErrRegistryUnavailable, ErrNoTopology, err)
 	}
@@ -114,7 +118,11 @@ func LoadCatalog(ctx context.Context, js jetstream.JetStream) (*modules.Catalog,
 		return nil, fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
 	}
 	// Listing reads the bucket alone: no Git, no module cache.
-	registered, err := (&modules.Registry{KV: kv}).List(ctx)
+	var registered []modules.Entry
+	err = broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+		registered, err = (&modules.Registry{KV: kv}).List(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the module registry: %w", err)
 	}

@@ -48,7 +48,11 @@ func New(ctx context.Context, nc *nats.Conn, log *slog.Logger) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, broker.StateBucket)
+	var kv jetstream.KeyValue
+	err = broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.KeyValue(ctx, broker.StateBucket)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			return nil, fmt.Errorf("%w (start `winch dev`, `winch worker` or `winch broker` once to create them)", ErrNoTopology)
@@ -109,18 +113,13 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	return Submitted{Request: req, Duplicate: ack.Duplicate}, nil
 }
 
-// FailoverWait bounds how long Submit waits for the requests stream to
-// answer again when it exists but does not answer: a cluster electing a new
-// leader for it takes seconds (README: one server or three).
-const FailoverWait = 30 * time.Second
-
 // publishRequest publishes a request and waits for the stream to have it.
 // When the stream does not answer, it is either not there (no topology:
 // said at once) or between leaders (a server of a cluster was lost): then
 // the same request is published again until it is stored; its id, the
 // message id, makes a repeat one the stream drops.
 func (c *Client) publishRequest(ctx context.Context, subject string, data []byte, id string) (*jetstream.PubAck, error) {
-	deadline := time.Now().Add(FailoverWait)
+	deadline := time.Now().Add(broker.FailoverWait)
 	for {
 		ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectStream(broker.JobsStream))
 		// No answer in time (the publish's own timeout, not the caller's):

@@ -18,6 +18,7 @@ import (
 var natsURL string
 
 func TestMain(m *testing.M) {
+	testenv.ServerChildMain()
 	os.Exit(testenv.WithNATS(func(_, url string) int {
 		natsURL = url
 		return m.Run()

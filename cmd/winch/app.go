@@ -152,7 +152,7 @@ func exitCode(err error, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "winch:", err)
 	switch {
 	case errors.Is(err, broker.ErrUnreachable), errors.Is(err, producer.ErrNoTopology), errors.Is(err, producer.ErrRegistryUnavailable),
-		errors.Is(err, broker.ErrTLS):
+		errors.Is(err, broker.ErrTLS), broker.Unanswered(context.Background(), err):
 		return exitUnavailable
 	case errors.Is(err, producer.ErrNotPermitted), errors.Is(err, broker.ErrNotAuthorized):
 		return exitNoPerm

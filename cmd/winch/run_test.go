@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,6 +34,8 @@ func TestRunErrors(t *testing.T) {
 		{&schema.RequestError{Reason: "queue \"a.b\" is not valid"}, exitUsage, `queue "a.b" is not valid`},
 		{producer.ErrNotPermitted, exitNoPerm, producer.ErrNotPermitted.Error()},
 		{fmt.Errorf("%w: timeout", producer.ErrRegistryUnavailable), exitUnavailable, "module registry unavailable: timeout"},
+		// No answer through a whole failover: the service is unavailable.
+		{fmt.Errorf("open state bucket: %w", context.DeadlineExceeded), exitUnavailable, "open state bucket: context deadline exceeded"},
 	}
 	for _, tt := range tests {
 		var out strings.Builder

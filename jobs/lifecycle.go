@@ -176,6 +176,13 @@ func Finish(cur schema.JobState, session string, attempt int, e Ending, seq int,
 	return cur, nil
 }
 
+// FinishedBy says that cur is the end that Finish recorded for this
+// holder's attempt: what a holder whose write was stored but unanswered
+// reads back. Observers' ends (Lose, Dead) carry other sequence numbers.
+func FinishedBy(cur schema.JobState, session string, attempt, seq int) bool {
+	return cur.State.Terminal() && cur.Session == session && cur.Attempt == attempt && cur.FinalSeq == seq && !cur.FinishedAt.IsZero()
+}
+
 // Lose records that the job's worker died while its command ran.
 func Lose(cur schema.JobState, now time.Time) schema.JobState {
 	if cur.State.Terminal() {

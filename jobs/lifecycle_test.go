@@ -461,6 +461,41 @@ func TestFinish(t *testing.T) {
 	}
 }
 
+// A holder whose end was stored but whose answer was lost reads it back as
+// its own; anyone else's end is not.
+func TestFinishedBy(t *testing.T) {
+	t.Parallel()
+	const seq = 5
+	mine, err := jobs.Finish(started(running()), holderSession, 1, jobs.Ending{}, seq, tNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := jobs.Lose(started(running()), tNow)
+	tests := []struct {
+		name    string
+		cur     schema.JobState
+		session string
+		attempt int
+		seq     int
+		want    bool
+	}{
+		{"the holder's own end", mine, holderSession, 1, seq, true},
+		{"still running", started(running()), holderSession, 1, seq, false},
+		{"another session's", mine, "w3-000000000000", 1, seq, false},
+		{"another attempt's", mine, holderSession, 2, seq, false},
+		{"another final event", mine, holderSession, 1, seq + 1, false},
+		{"lost by an observer", lost, holderSession, 1, seq, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := jobs.FinishedBy(tt.cur, tt.session, tt.attempt, tt.seq); got != tt.want {
+				t.Errorf("FinishedBy = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRelease(t *testing.T) {
 	t.Parallel()
 	const seq = 4

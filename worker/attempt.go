@@ -73,12 +73,19 @@ func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (
 	return entry.State, nil
 }
 
+// endTryTimeout is how long one try of updateEnd waits for the broker.
+const endTryTimeout = 5 * time.Second
+
 // updateEnd is update for recording the end of an attempt, which must not
 // be lost to a passing failure (a broker failing over): it tries again,
 // backing off, until it succeeds, the transition is refused, or ctx ends.
 func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
 	for try := 1; ; try++ {
-		st, err := a.update(ctx, transition)
+		// Each try waits for its own answer: a write that reached a stream
+		// without a leader is never answered, even once there is one.
+		tryCtx, cancel := context.WithTimeout(ctx, endTryTimeout)
+		st, err := a.update(tryCtx, transition)
+		cancel()
 		if err == nil || errors.Is(err, errClaimLost) || errors.Is(err, jobs.ErrContended) {
 			return st, err
 		}
@@ -289,6 +296,10 @@ func (a *attempt) finish(e jobs.Ending) {
 	st, err := a.updateEnd(ctx, func(cur schema.JobState) (schema.JobState, error) {
 		return jobs.Finish(cur, session, number, e, seq, time.Now().UTC())
 	})
+	if errors.Is(err, errClaimLost) && jobs.FinishedBy(st, session, number, seq) {
+		// An earlier try was stored but its answer lost (a failover).
+		err = nil
+	}
 	if errors.Is(err, errClaimLost) {
 		a.log.Warn("another worker took the job over before it finished here")
 		return

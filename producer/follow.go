@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
@@ -64,6 +65,37 @@ func (c *Client) FollowAfter(ctx context.Context, id string, after uint64, mode 
 			}
 		}
 	}
+	for {
+		ev, seq, err := c.followConsumer(ctx, stream, id, after, mode, fn)
+		if ev.JobID != "" {
+			last = ev
+		}
+		if !errors.Is(err, errStalled) {
+			return last, err
+		}
+		// The consumer missed events the stream has (seen once in 120
+		// followers after their server was killed): follow again from the
+		// last one delivered.
+		c.log.Warn("the events consumer stalled; following again", "job", id, "after", seq)
+		after = seq
+	}
+}
+
+// stallCheck is how long a follower waits in silence before it asks the
+// stream whether the job has events it was not given.
+const stallCheck = 20 * time.Second
+
+// errStalled says the ordered consumer stopped delivering events that the
+// stream holds.
+var errStalled = errors.New("events consumer stalled")
+
+// followConsumer delivers the job's events after the stream sequence after
+// through one ordered consumer, until the mode's end, an error, or the
+// consumer stalls (errStalled); it returns the last event delivered and its
+// stream sequence.
+func (c *Client) followConsumer(ctx context.Context, stream jetstream.Stream, id string, after uint64, mode FollowMode, fn func(ev schema.Event, seq uint64) error) (schema.Event, uint64, error) {
+	var last schema.Event
+	lastSeq := after
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{broker.JobEventsFilter(id)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -77,13 +109,13 @@ func (c *Client) FollowAfter(ctx context.Context, id string, after uint64, mode 
 	}
 	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return last, fmt.Errorf("follow %s: %w", id, err)
+		return last, lastSeq, fmt.Errorf("follow %s: %w", id, err)
 	}
 	// A small buffer per follower: a gateway may hold a thousand of them
 	// on one chatty job, and each refills as it is read.
 	it, err := cons.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
-		return last, fmt.Errorf("follow %s: %w", id, err)
+		return last, lastSeq, fmt.Errorf("follow %s: %w", id, err)
 	}
 	defer func() {
 		// Delete it now rather than leave it to the idle timeout: a
@@ -105,32 +137,39 @@ func (c *Client) FollowAfter(ctx context.Context, id string, after uint64, mode 
 		it.Stop()
 	}()
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(stallCheck))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			if raw, getErr := stream.GetLastMsgForSubject(ctx, broker.JobEventsFilter(id)); getErr == nil && raw.Sequence > lastSeq {
+				return last, lastSeq, errStalled
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return last, context.Cause(ctx)
+				return last, lastSeq, context.Cause(ctx)
 			}
-			return last, fmt.Errorf("follow %s: %w", id, err)
-		}
-		ev, err := schema.DecodeEvent(msg.Data())
-		if err != nil {
-			c.log.Warn("skip undecodable event", "subject", msg.Subject(), "err", err)
-			continue
+			return last, lastSeq, fmt.Errorf("follow %s: %w", id, err)
 		}
 		meta, metaErr := msg.Metadata()
 		var seq uint64
 		if metaErr == nil {
 			seq = meta.Sequence.Stream
 		}
-		if err := fn(ev, seq); err != nil {
-			return ev, err
+		ev, err := schema.DecodeEvent(msg.Data())
+		if err != nil {
+			c.log.Warn("skip undecodable event", "subject", msg.Subject(), "err", err)
+			lastSeq = max(lastSeq, seq)
+			continue
 		}
-		last = ev
+		if err := fn(ev, seq); err != nil {
+			return ev, seq, err
+		}
+		last, lastSeq = ev, seq
 		if mode == UntilDone && ev.Terminal() {
-			return last, nil
+			return last, lastSeq, nil
 		}
 		if mode == Replay && metaErr == nil && meta.NumPending == 0 {
-			return last, nil
+			return last, lastSeq, nil
 		}
 	}
 }

@@ -98,6 +98,7 @@ type Sink struct {
 	insert   prometheus.Histogram
 	failures prometheus.Counter
 	pending  prometheus.Gauge
+	dead     prometheus.Counter
 }
 
 // NewSink registers a sink's collectors on reg.
@@ -126,7 +127,11 @@ func NewSink(reg prometheus.Registerer) *Sink {
 			Help: "Events in the stream not yet delivered to the sinks (their lag), as last read.",
 		}),
 	}
-	reg.MustRegister(s.events, s.batch, s.insert, s.failures, s.pending)
+	s.dead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "winch_sink_dead_letters_total",
+		Help: "Events ClickHouse refused for what they hold, kept in the dead_letters table instead.",
+	})
+	reg.MustRegister(s.events, s.batch, s.insert, s.failures, s.pending, s.dead)
 	return s
 }
 
@@ -143,6 +148,13 @@ func (s *Sink) Inserted(events int, took time.Duration) {
 func (s *Sink) InsertFailed() {
 	if s != nil {
 		s.failures.Inc()
+	}
+}
+
+// DeadLettered records an event put in the dead letters.
+func (s *Sink) DeadLettered() {
+	if s != nil {
+		s.dead.Inc()
 	}
 }
 

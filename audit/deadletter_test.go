@@ -187,4 +187,3 @@ func TestRefusalsToldFromOutages(t *testing.T) {
 		})
 	}
 }
-

@@ -22,6 +22,8 @@ var ErrContended = errors.New("the job's state kept changing under us")
 // It is the only writer of the bucket.
 type Store struct {
 	kv jetstream.KeyValue
+	// index, when set (OpenStore), keeps the index of active jobs.
+	index *activeIndex
 }
 
 // NewStore wraps the WINCH_JOBS_STATE bucket.
@@ -83,6 +85,7 @@ func (s *Store) Update(ctx context.Context, id string, known *Entry, decide func
 		if err != nil || !write {
 			return cur, err
 		}
+		s.index.before(ctx, cur, next)
 		var rev uint64
 		if cur.Rev == 0 {
 			rev, err = s.kv.Create(ctx, id, next.Encode())
@@ -90,6 +93,7 @@ func (s *Store) Update(ctx context.Context, id string, known *Entry, decide func
 			rev, err = s.kv.Update(ctx, id, next.Encode(), cur.Rev)
 		}
 		if err == nil {
+			s.index.after(ctx, cur, next)
 			return Entry{State: next, Rev: rev}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -298,7 +298,14 @@ func (c *Client) Wait(ctx context.Context, id string) (schema.JobState, error) {
 // List returns the jobs whose state is one of states (all jobs if none),
 // oldest first: those workers have recorded, and those still queued that no
 // worker has claimed yet, read from the queue itself.
+//
+// Asked only for states a job has not ended in (winch ps), it reads the
+// index of active jobs and their own states, not every state the bucket
+// keeps; asked for ended ones too (winch ps -a), it reads them all.
 func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.JobState, error) {
+	if len(states) > 0 && !slices.ContainsFunc(states, schema.State.Terminal) {
+		return c.listActive(ctx, states)
+	}
 	w, err := c.state.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
@@ -315,6 +322,9 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 				done = true
 				break
 			}
+			if jobs.IndexKey(e.Key()) {
+				continue
+			}
 			known[e.Key()] = true
 			st, err := schema.DecodeJobState(e.Value())
 			if err != nil {
@@ -326,19 +336,33 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 			}
 		}
 	}
+	return c.withUnclaimed(ctx, out, known, states, false)
+}
+
+// withUnclaimed adds to out the queued jobs no worker has recorded (not in
+// known), when states asks for queued ones, and sorts them oldest first.
+// verify reads the state of each such job too: known is then only the
+// index of active jobs, and a job whose request is still in the queue may
+// have a state (ended, its request not yet acknowledged).
+func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known map[string]bool, states []schema.State, verify bool) ([]schema.JobState, error) {
 	if len(states) == 0 || containsState(states, schema.StateQueued) {
-		queued, err := c.unclaimed(ctx, known)
+		queued, err := c.unclaimed(ctx, known, verify)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, queued...)
+		for _, st := range queued {
+			if len(states) == 0 || containsState(states, st.State) {
+				out = append(out, st)
+			}
+		}
 	}
 	slices.SortStableFunc(out, func(a, b schema.JobState) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
 }
 
-// unclaimed lists the requests in the queue whose jobs have no state.
-func (c *Client) unclaimed(ctx context.Context, known map[string]bool) ([]schema.JobState, error) {
+// unclaimed lists the requests in the queue whose jobs are not in known
+// (with verify, and no state of their own either; or an active one).
+func (c *Client) unclaimed(ctx context.Context, known map[string]bool, verify bool) ([]schema.JobState, error) {
 	s, err := c.js.Stream(ctx, broker.JobsStream)
 	if err != nil {
 		return nil, fmt.Errorf("open the queue: %w", err)
@@ -347,18 +371,44 @@ func (c *Client) unclaimed(ctx context.Context, known map[string]bool) ([]schema
 	if err != nil {
 		return nil, fmt.Errorf("list the queue: %w", err)
 	}
-	var out []schema.JobState
+	var subjects []string
 	for subject := range info.State.Subjects {
-		parts, ok := broker.ParseJobSubject(subject)
-		if !ok || known[parts.Job] {
-			continue
+		if parts, ok := broker.ParseJobSubject(subject); ok && !known[parts.Job] {
+			subjects = append(subjects, subject)
 		}
-		st, _, found, err := jobs.Unclaimed(ctx, s, subject)
-		if err != nil {
-			return nil, err
+	}
+	store := jobs.NewStore(c.state)
+	found := make([]schema.JobState, len(subjects))
+	keep := make([]bool, len(subjects))
+	errs := make([]error, len(subjects))
+	parallel(len(subjects), func(i int) {
+		st, _, ok, err := jobs.Unclaimed(ctx, s, subjects[i])
+		if err != nil || !ok {
+			errs[i] = err
+			return
 		}
-		if found {
-			out = append(out, st)
+		if verify {
+			e, err := store.Get(ctx, st.JobID)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if e.Exists() {
+				if e.State.State.Terminal() {
+					return
+				}
+				st = e.State
+			}
+		}
+		found[i], keep[i] = st, true
+	})
+	var out []schema.JobState
+	for i := range subjects {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if keep[i] {
+			out = append(out, found[i])
 		}
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
@@ -70,7 +71,7 @@ func (x *activeIndex) after(ctx context.Context, cur Entry, next schema.JobState
 	if x == nil || !next.State.Terminal() || !cur.Exists() || cur.State.State.Terminal() {
 		return
 	}
-	err := x.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+broker.StateBucket+"."+activePrefix+next.JobID))
+	err := x.stream.Purge(ctx, jetstream.WithPurgeSubject(stateSubject(activePrefix+next.JobID)))
 	if err != nil && x.log != nil {
 		x.log.Warn("ended job not removed from the index of active jobs: winch ps reads its state and leaves it out", "job", next.JobID, "err", err)
 	}
@@ -101,3 +102,31 @@ func ActiveJobs(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
 		}
 	}
 }
+
+// States reads the states of the jobs ids, a thousand per request (batched
+// direct gets on the bucket's stream), for readers of many jobs at once. A
+// job without a state is not in the map; one whose entry does not decode
+// is in errs.
+func States(ctx context.Context, nc *nats.Conn, ids []string) (states map[string]schema.JobState, errs map[string]error, err error) {
+	subjects := make([]string, len(ids))
+	for i, id := range ids {
+		subjects[i] = stateSubject(id)
+	}
+	states, errs = make(map[string]schema.JobState, len(ids)), map[string]error{}
+	err = broker.ReadLast(ctx, nc, "KV_"+broker.StateBucket, subjects, func(m broker.StoredMsg) error {
+		id := strings.TrimPrefix(m.Subject, stateSubject(""))
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil
+		}
+		st, err := schema.DecodeJobState(m.Data)
+		if err != nil {
+			errs[id] = err
+			return nil
+		}
+		states[id] = st
+		return nil
+	})
+	return states, errs, err
+}
+
+func stateSubject(key string) string { return "$KV." + broker.StateBucket + "." + key }

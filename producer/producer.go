@@ -361,55 +361,47 @@ func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known
 }
 
 // unclaimed lists the requests in the queue whose jobs are not in known
-// (with verify, and no state of their own either; or an active one).
+// (with verify, and no state of their own either; or an active one). The
+// queue is read a thousand requests at a time (batched direct gets).
 func (c *Client) unclaimed(ctx context.Context, known map[string]bool, verify bool) ([]schema.JobState, error) {
-	s, err := c.js.Stream(ctx, broker.JobsStream)
-	if err != nil {
-		return nil, fmt.Errorf("open the queue: %w", err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(broker.AllRequests))
+	var queued []schema.JobState
+	at := map[string]int{}
+	err := broker.ReadAll(ctx, c.nc, broker.JobsStream, broker.AllRequests, func(m broker.StoredMsg) error {
+		st, ok := jobs.QueuedRequest(m.Subject, m.Data, m.Time)
+		if !ok || known[st.JobID] {
+			return nil
+		}
+		if i, seen := at[st.JobID]; seen { // the later request of a job stands
+			queued[i] = st
+			return nil
+		}
+		at[st.JobID] = len(queued)
+		queued = append(queued, st)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list the queue: %w", err)
 	}
-	var subjects []string
-	for subject := range info.State.Subjects {
-		if parts, ok := broker.ParseJobSubject(subject); ok && !known[parts.Job] {
-			subjects = append(subjects, subject)
-		}
+	if !verify || len(queued) == 0 {
+		return queued, nil
 	}
-	store := jobs.NewStore(c.state)
-	found := make([]schema.JobState, len(subjects))
-	keep := make([]bool, len(subjects))
-	errs := make([]error, len(subjects))
-	parallel(len(subjects), func(i int) {
-		st, _, ok, err := jobs.Unclaimed(ctx, s, subjects[i])
-		if err != nil || !ok {
-			errs[i] = err
-			return
-		}
-		if verify {
-			e, err := store.Get(ctx, st.JobID)
-			if err != nil {
-				errs[i] = err
-				return
+	ids := make([]string, len(queued))
+	for i, st := range queued {
+		ids[i] = st.JobID
+	}
+	states, _, err := jobs.States(ctx, c.nc, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read the states of queued jobs: %w", err)
+	}
+	out := queued[:0]
+	for _, st := range queued {
+		if recorded, ok := states[st.JobID]; ok {
+			if recorded.State.Terminal() {
+				continue // ended; its request not yet acknowledged
 			}
-			if e.Exists() {
-				if e.State.State.Terminal() {
-					return
-				}
-				st = e.State
-			}
+			st = recorded
 		}
-		found[i], keep[i] = st, true
-	})
-	var out []schema.JobState
-	for i := range subjects {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if keep[i] {
-			out = append(out, found[i])
-		}
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -40,6 +40,7 @@ import (
 func main() {
 	var (
 		winch   = flag.String("winch", "winch", "the winch binary to measure")
+		clients = flag.String("client", "", "the winch binary for ps, status and logs, to compare two versions on the same data (default: -winch)")
 		dir     = flag.String("dir", "", "the broker's data directory (made empty first)")
 		url     = flag.String("url", "nats://127.0.0.1:14333", "where the broker listens")
 		n       = flag.Int("jobs", 100000, "finished jobs to write")
@@ -53,7 +54,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scale: -dir is required")
 		os.Exit(2)
 	}
-	m := &measure{winch: *winch, dir: *dir, url: *url}
+	m := &measure{winch: *winch, client: *clients, dir: *dir, url: *url}
+	if m.client == "" {
+		m.client = m.winch
+	}
 	if err := m.run(*n, *queued, *writers, *logs, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		m.stop(syscall.SIGKILL)
@@ -62,7 +66,7 @@ func main() {
 }
 
 type measure struct {
-	winch, dir, url string
+	winch, client, dir, url string
 	broker          *exec.Cmd
 	exited          chan struct{}
 }
@@ -235,7 +239,7 @@ func (m *measure) report(ctx context.Context, oldest, when string) error {
 		{"winch logs OLDEST", []string{"logs", oldest}},
 	} {
 		began := time.Now()
-		cmd := exec.Command(m.winch, c.args...)
+		cmd := exec.Command(m.client, c.args...)
 		cmd.Env = append(os.Environ(), "WINCH_NATS_URL="+m.url)
 		var lines lineCounter
 		cmd.Stdout = &lines

@@ -67,8 +67,8 @@ func main() {
 
 type measure struct {
 	winch, client, dir, url string
-	broker          *exec.Cmd
-	exited          chan struct{}
+	broker                  *exec.Cmd
+	exited                  chan struct{}
 }
 
 func (m *measure) run(n, queued, writers, logLines int, keep bool) error {
@@ -356,4 +356,3 @@ func submit(ctx context.Context, nc *nats.Conn, n int) error {
 	}
 	return nil
 }
-

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,12 +20,15 @@ import (
 // "active.<job>" (job ids hold no dot, so no job's key starts so): one per
 // job that a worker has recorded and that has not ended. `winch ps` reads
 // these few keys, not every state the bucket keeps (a million finished jobs
-// for a month). An entry is put before the state that makes a job active is
-// written, and removed after the state that ends it is, so the index holds
-// every active job and, after a crash between the two writes, perhaps one
-// that is not: readers take the job's state from its own entry. Removal
-// purges the key from the stream, leaving no delete marker behind for
-// readers to walk past. The value is the job's queue.
+// for a month). An entry is put beside the write of the state that makes a
+// job active, and purged beside the write that ends it, each in parallel
+// with the state's own write so that it adds no round trip. The purge marker
+// expires after a second (a per-message TTL) and the key with it, so no
+// delete marker stays for readers to walk past. So the index names every
+// active job but for the instant of those writes, and perhaps one that is
+// not active any more (a worker killed between the writes, a write that
+// lost a race): readers take each job's state from its own entry. The value
+// is the job's queue.
 const activePrefix = "active."
 
 // IndexKey reports whether key is an entry of the active index rather than
@@ -44,6 +49,9 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*
 	}
 	s := NewStore(kv)
 	s.index = &activeIndex{kv: kv, stream: stream, log: log}
+	// A bucket made before the index allows no per-message TTL until
+	// broker.Ensure next runs: purge through the stream's API meanwhile.
+	s.index.markerTTL = stream.CachedInfo().Config.AllowMsgTTL
 	return s, nil
 }
 
@@ -52,28 +60,59 @@ type activeIndex struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 	log    *slog.Logger
+	// markerTTL: the bucket takes per-message TTLs, so an ended job's key
+	// goes with a purge marker that expires (one publish), rather than a
+	// purge through the stream's API (an API call and an advisory, which
+	// cost the no-op path three quarters of its rate: BENCHMARKS.md).
+	markerTTL bool
 }
 
-// before runs before next is written over cur: a job becoming active (a
-// claim, a release back to the queue) is put in the index.
-func (x *activeIndex) before(ctx context.Context, cur Entry, next schema.JobState) {
-	if x == nil || next.State.Terminal() || (cur.Exists() && cur.State.State == next.State) {
-		return
-	}
-	if _, err := x.kv.Put(ctx, activePrefix+next.JobID, []byte(next.Queue)); err != nil && x.log != nil {
-		x.log.Warn("job not put in the index of active jobs: winch ps will not list it", "job", next.JobID, "err", err)
-	}
-}
+// purgeMarkerTTL is how long the purge marker of an ended job's key stays.
+const purgeMarkerTTL = time.Second
 
-// after runs once next is written over cur: a job that ended leaves the
-// index.
-func (x *activeIndex) after(ctx context.Context, cur Entry, next schema.JobState) {
-	if x == nil || !next.State.Terminal() || !cur.Exists() || cur.State.State.Terminal() {
-		return
+// indexWrites is what one Update has asked of the index so far.
+type indexWrites struct{ put, purged bool }
+
+// alongside starts the index write that writing next over cur calls for,
+// beside the state's own write (so that it costs no round trip of its own),
+// and returns what waits for it. A job becoming active (a claim, a release
+// back to the queue) is put in the index; a job ending leaves it. When the
+// state's write loses to another writer and Update decides again, a purge
+// already sent is undone by a put if the job is still active.
+func (x *activeIndex) alongside(ctx context.Context, cur Entry, next schema.JobState, done *indexWrites) (wait func()) {
+	if x == nil {
+		return func() {}
 	}
-	err := x.stream.Purge(ctx, jetstream.WithPurgeSubject(stateSubject(activePrefix+next.JobID)))
-	if err != nil && x.log != nil {
-		x.log.Warn("ended job not removed from the index of active jobs: winch ps reads its state and leaves it out", "job", next.JobID, "err", err)
+	var op func() error
+	var what string
+	switch {
+	case !next.State.Terminal() && (done.purged || !cur.Exists() || cur.State.State != next.State):
+		done.put, done.purged = true, false
+		op = func() error {
+			_, err := x.kv.Put(ctx, activePrefix+next.JobID, []byte(next.Queue))
+			return err
+		}
+		what = "job not put in the index of active jobs: winch ps will not list it"
+	case next.State.Terminal() && (done.put || (cur.Exists() && !cur.State.State.Terminal())) && !done.purged:
+		done.purged = true
+		op = func() error {
+			if x.markerTTL {
+				return x.kv.Purge(ctx, activePrefix+next.JobID, jetstream.PurgeTTL(purgeMarkerTTL))
+			}
+			return x.stream.Purge(ctx, jetstream.WithPurgeSubject(stateSubject(activePrefix+next.JobID)))
+		}
+		what = "ended job not removed from the index of active jobs: winch ps reads its state and leaves it out"
+	default:
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	var err error
+	wg.Go(func() { err = op() })
+	return func() {
+		wg.Wait()
+		if err != nil && x.log != nil {
+			x.log.Warn(what, "job", next.JobID, "err", err)
+		}
 	}
 }
 

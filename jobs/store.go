@@ -80,20 +80,21 @@ func (s *Store) Update(ctx context.Context, id string, known *Entry, decide func
 			return Entry{}, err
 		}
 	}
+	var indexed indexWrites
 	for range maxTries {
 		next, write, err := decide(cur)
 		if err != nil || !write {
 			return cur, err
 		}
-		s.index.before(ctx, cur, next)
+		wait := s.index.alongside(ctx, cur, next, &indexed)
 		var rev uint64
 		if cur.Rev == 0 {
 			rev, err = s.kv.Create(ctx, id, next.Encode())
 		} else {
 			rev, err = s.kv.Update(ctx, id, next.Encode(), cur.Rev)
 		}
+		wait()
 		if err == nil {
-			s.index.after(ctx, cur, next)
 			return Entry{State: next, Rev: rev}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -45,7 +45,11 @@ func (t Topology) WithDefaults() Topology {
 		}
 	}
 	def(&t.AckWait, 30*time.Second)
-	def(&t.EventsMaxAge, 7*24*time.Hour)
+	// Three days, not seven: the stream is a buffer in front of the audit
+	// store, and each job in it costs the broker memory and start-up time
+	// (BENCHMARKS.md, "A million jobs"); three days still outlast a
+	// weekend of ClickHouse down.
+	def(&t.EventsMaxAge, 3*24*time.Hour)
 	def(&t.StateTTL, 30*24*time.Hour)
 	def(&t.DuplicateWindow, 10*time.Minute)
 	if t.MaxDeliver <= 0 {

@@ -48,13 +48,14 @@ func main() {
 		writers = flag.Int("writers", 32, "jobs written at once")
 		logs    = flag.Int("log-lines", 1, "log events per job")
 		keep    = flag.Bool("keep", false, "load nothing: measure the data already in -dir")
+		all     = flag.Bool("all", true, "measure winch ps -a too (it reads every state)")
 	)
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "scale: -dir is required")
 		os.Exit(2)
 	}
-	m := &measure{winch: *winch, client: *clients, dir: *dir, url: *url}
+	m := &measure{winch: *winch, client: *clients, dir: *dir, url: *url, all: *all}
 	if m.client == "" {
 		m.client = m.winch
 	}
@@ -67,6 +68,7 @@ func main() {
 
 type measure struct {
 	winch, client, dir, url string
+	all                     bool
 	broker                  *exec.Cmd
 	exited                  chan struct{}
 }
@@ -238,6 +240,9 @@ func (m *measure) report(ctx context.Context, oldest, when string) error {
 		{"winch status OLDEST", []string{"status", oldest}},
 		{"winch logs OLDEST", []string{"logs", oldest}},
 	} {
+		if c.name == "winch ps -a" && !m.all {
+			continue
+		}
 		began := time.Now()
 		cmd := exec.Command(m.client, c.args...)
 		cmd.Env = append(os.Environ(), "WINCH_NATS_URL="+m.url)

@@ -64,7 +64,9 @@ func (c SinkConfig) withDefaults() SinkConfig {
 // Sink moves events from the events stream into the audit store, in
 // batches, and acknowledges them only once ClickHouse has confirmed the
 // insert. While ClickHouse is down it retries the same batch with backoff;
-// the stream holds everything meanwhile.
+// the stream holds everything meanwhile. Events ClickHouse refuses for what
+// they hold (ErrRefused) are found by halving the batch and kept in the
+// dead_letters table, and the sink goes on.
 type Sink struct {
 	cfg   SinkConfig
 	store *Store

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +64,9 @@ func (c SinkConfig) withDefaults() SinkConfig {
 // Sink moves events from the events stream into the audit store, in
 // batches, and acknowledges them only once ClickHouse has confirmed the
 // insert. While ClickHouse is down it retries the same batch with backoff;
-// the stream holds everything meanwhile.
+// the stream holds everything meanwhile. Events ClickHouse refuses for what
+// they hold (ErrRefused) are found by halving the batch and kept in the
+// dead_letters table, and the sink goes on.
 type Sink struct {
 	cfg   SinkConfig
 	store *Store
@@ -141,18 +144,28 @@ func (s *Sink) run(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		var msgs []jetstream.Msg
+		var msgs, undecodable []jetstream.Msg
 		var events []schema.Event
+		var decodeErrs []error
 		for m := range batch.Messages() {
 			ev, err := schema.DecodeEvent(m.Data())
 			if err != nil {
-				// Not winch's: nothing could store it. Say so loudly.
-				s.log.Error("undecodable event; dropping it from the sink's consumer", "subject", m.Subject(), "err", err)
-				_ = m.TermWithReason("undecodable event")
+				// Not winch's: no column could take it; a dead letter keeps it.
+				undecodable, decodeErrs = append(undecodable, m), append(decodeErrs, err)
 				continue
 			}
 			msgs = append(msgs, m)
 			events = append(events, ev)
+		}
+		for i, m := range undecodable {
+			job := ""
+			if parts := strings.Split(m.Subject(), "."); len(parts) == 4 {
+				job = parts[2]
+			}
+			if !s.deadLetter(ctx, undecodable, m, job, "", decodeErrs[i]) {
+				return
+			}
+			_ = m.Ack()
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 			s.log.Warn("fetch events", "err", err)
@@ -160,7 +173,10 @@ func (s *Sink) run(ctx context.Context) {
 		if len(events) == 0 {
 			continue
 		}
-		if !s.insert(ctx, msgs, events) {
+		if !s.put(ctx, msgs, msgs, events) {
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
 			return
 		}
 		for _, m := range msgs {
@@ -173,10 +189,31 @@ func (s *Sink) run(ctx context.Context) {
 	}
 }
 
-// insert writes the batch, retrying with backoff until ClickHouse takes it.
-// It keeps the messages from being redelivered meanwhile. It returns false
-// if the sink is stopping first; the messages are then handed back.
-func (s *Sink) insert(ctx context.Context, msgs []jetstream.Msg, events []schema.Event) bool {
+// put writes events (msgs are their messages; batch is the whole batch
+// in hand, kept from redelivery meanwhile). A part ClickHouse refuses for
+// what it holds (ErrRefused) is halved until the events it refuses are
+// found; those go to the dead letters and the rest in. It returns false if
+// the sink is stopping first.
+func (s *Sink) put(ctx context.Context, batch, msgs []jetstream.Msg, events []schema.Event) bool {
+	err, ok := s.insert(ctx, batch, events)
+	switch {
+	case !ok:
+		return false
+	case err == nil:
+		return true
+	case len(events) == 1:
+		return s.deadLetter(ctx, batch, msgs[0], events[0].JobID, events[0].MsgID(), err)
+	}
+	s.log.Warn("clickhouse refuses part of the batch; halving it to find the events it refuses", "events", len(events), "err", err)
+	half := len(events) / 2
+	return s.put(ctx, batch, msgs[:half], events[:half]) && s.put(ctx, batch, msgs[half:], events[half:])
+}
+
+// insert writes the events, retrying with backoff while ClickHouse is
+// unavailable, until it takes them or refuses them for what they hold (the
+// error, ErrRefused). It keeps batch from being redelivered meanwhile. ok is
+// false if the sink is stopping first.
+func (s *Sink) insert(ctx context.Context, batch []jetstream.Msg, events []schema.Event) (refused error, ok bool) {
 	wait := 200 * time.Millisecond
 	lastProgress := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -189,25 +226,62 @@ func (s *Sink) insert(ctx context.Context, msgs []jetstream.Msg, events []schema
 			if attempt > 1 {
 				s.log.Info("clickhouse took the batch", "events", len(events), "attempts", attempt)
 			}
-			return true
+			return nil, true
 		}
 		s.cfg.Metrics.InsertFailed()
+		if errors.Is(err, ErrRefused) {
+			return err, true
+		}
 		s.log.Warn("insert into clickhouse failed; retrying (the stream keeps the events)", "events", len(events), "attempt", attempt, "in", wait, "err", err)
 		if attempt%5 == 1 {
 			s.logLag(ctx, 0)
 		}
 		if !sleep(ctx, wait) {
-			for _, m := range msgs {
-				_ = m.Nak()
-			}
-			return false
+			return nil, false
 		}
 		wait = min(wait*2, 5*time.Second)
 		if time.Since(lastProgress) > s.cfg.AckWait/3 {
 			lastProgress = time.Now()
-			for _, m := range msgs {
+			for _, m := range batch {
 				_ = m.InProgress()
 			}
+		}
+	}
+}
+
+// deadLetter keeps an event ClickHouse refuses in the dead_letters table,
+// retrying while ClickHouse is unavailable. It returns false if the sink is
+// stopping first.
+func (s *Sink) deadLetter(ctx context.Context, batch []jetstream.Msg, m jetstream.Msg, job, event string, refused error) bool {
+	d := DeadLetter{ReceivedAt: time.Now(), JobID: job, Subject: m.Subject(), Error: refused.Error(), Event: string(m.Data())}
+	if meta, err := m.Metadata(); err == nil {
+		d.StreamSeq = meta.Sequence.Stream
+	}
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		insertCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.store.InsertDeadLetters(insertCtx, []DeadLetter{d})
+		cancel()
+		switch {
+		case err == nil:
+			s.cfg.Metrics.DeadLettered()
+			s.log.Error("clickhouse refuses an event; kept in dead_letters, the sink goes on",
+				"table", s.store.Database()+".dead_letters", "job", job, "event", event, "subject", d.Subject, "stream_seq", d.StreamSeq, "err", refused)
+			return true
+		case errors.Is(err, ErrRefused):
+			// Cannot happen with String columns; the log is then the only copy.
+			s.cfg.Metrics.DeadLettered()
+			s.log.Error("clickhouse refuses an event and its dead letter; the event is only in this log",
+				"job", job, "subject", d.Subject, "stream_seq", d.StreamSeq, "event", d.Event, "err", refused, "dead_letter_err", err)
+			return true
+		}
+		s.log.Warn("insert of a dead letter failed; retrying", "job", job, "attempt", attempt, "err", err)
+		if !sleep(ctx, wait) {
+			return false
+		}
+		wait = min(wait*2, 5*time.Second)
+		for _, m := range batch {
+			_ = m.InProgress()
 		}
 	}
 }

@@ -180,6 +180,11 @@ func (s *Store) Insert(ctx context.Context, events []schema.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	for _, ev := range events {
+		if err := storable(ev); err != nil {
+			return err
+		}
+	}
 	if err := s.insertJobs(ctx, events); err != nil {
 		return err
 	}
@@ -194,11 +199,11 @@ func (s *Store) Insert(ctx context.Context, events []schema.Event) error {
 			string(ev.Kind), string(ev.State), string(ev.Stream), ev.Data, hasExit, code, ev.Error, ev.Reason,
 			ev.Worker, ev.Command, ev.Principal, ev.Queue, names, values, ev.Executor, ev.Image, ev.Commit, string(ev.Priority), ev.Schedule); err != nil {
 			_ = eb.Abort()
-			return fmt.Errorf("append event: %w", err)
+			return fmt.Errorf("%w: append event %s: %w", ErrRefused, ev.MsgID(), err)
 		}
 	}
 	if err := eb.Send(); err != nil {
-		return fmt.Errorf("insert %d events: %w", len(events), err)
+		return fmt.Errorf("insert %d events: %w", len(events), refusal(err))
 	}
 	return nil
 }
@@ -243,11 +248,11 @@ func (s *Store) insertJobs(ctx context.Context, events []schema.Event) error {
 			uint32(ev.Attempt), ev.Worker, ev.Executor, names, values, hasExit, code, ev.Error, ev.Reason,
 			created, started, finished, durationMS, ev.Commit, string(ev.Priority), ev.Schedule); err != nil {
 			_ = jb.Abort()
-			return fmt.Errorf("append job: %w", err)
+			return fmt.Errorf("%w: append job row of %s: %w", ErrRefused, ev.MsgID(), err)
 		}
 	}
 	if err := jb.Send(); err != nil {
-		return fmt.Errorf("insert %d job rows: %w", len(jobs), err)
+		return fmt.Errorf("insert %d job rows: %w", len(jobs), refusal(err))
 	}
 	return nil
 }

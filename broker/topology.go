@@ -45,7 +45,11 @@ func (t Topology) WithDefaults() Topology {
 		}
 	}
 	def(&t.AckWait, 30*time.Second)
-	def(&t.EventsMaxAge, 7*24*time.Hour)
+	// Three days, not seven: the stream is a buffer in front of the audit
+	// store, and each job in it costs the broker memory and start-up time
+	// (BENCHMARKS.md, "A million jobs"); three days still outlast a
+	// weekend of ClickHouse down.
+	def(&t.EventsMaxAge, 3*24*time.Hour)
 	def(&t.StateTTL, 30*24*time.Hour)
 	def(&t.DuplicateWindow, 10*time.Minute)
 	if t.MaxDeliver <= 0 {
@@ -332,6 +336,9 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		TTL:         t.StateTTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
+		// Per-message TTLs: the index of active jobs (jobs/active.go)
+		// removes an ended job's key with a purge marker that expires.
+		LimitMarkerTTL: StateMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", StateBucket, err)
 	}
@@ -402,13 +409,19 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if s, err := js.Stream(ctx, "KV_"+want.Bucket); err == nil {
 		have := s.CachedInfo().Config
 		if have.Description == want.Description && have.MaxMsgsPerSubject == int64(want.History) &&
-			have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage {
+			have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage &&
+			have.SubjectDeleteMarkerTTL == want.LimitMarkerTTL {
 			return nil
 		}
 	}
 	_, err := js.CreateOrUpdateKeyValue(ctx, want)
 	return err
 }
+
+// StateMarkerTTL is how long the state bucket keeps a delete marker: one
+// for an entry its TTL removed, and the purge markers of the index of active
+// jobs.
+const StateMarkerTTL = time.Minute
 
 // winchMetadata is the part of a stream's metadata that winch writes (the
 // server adds its own keys).

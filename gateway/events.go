@@ -48,6 +48,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) {
 		return
 	}
 	defer s.streams.release(id.Principal)
+	s.cfg.Metrics.Streams(+1)
+	defer s.cfg.Metrics.Streams(-1)
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/winchhq/winch/audit"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 )
@@ -106,6 +107,9 @@ type Config struct {
 	Audit  AuditStore
 	Limits Limits
 	Logger *slog.Logger
+	// Metrics, when set, counts requests and open event streams
+	// (WINCH_METRICS_ADDR).
+	Metrics *metrics.Gateway
 }
 
 // Server is a running gateway.
@@ -316,8 +320,11 @@ func (s *Server) apiRoutes() []route {
 // from a panic as a 500 rather than a dropped connection. Nothing of the
 // Authorization header is logged.
 func (s *Server) api(r route) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	route := r.method + " " + r.pattern
+	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		began := time.Now()
+		w := &statusRecorder{ResponseWriter: rw}
+		defer func() { s.cfg.Metrics.Request(route, w.code(), time.Since(began)) }()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -338,6 +345,38 @@ func (s *Server) api(r route) http.Handler {
 		s.log.Debug("request", "method", req.Method, "path", req.URL.Path, "principal", id.Principal,
 			"took", time.Since(began).Round(time.Microsecond))
 	})
+}
+
+// statusRecorder keeps the status code of a response, for the metrics;
+// Unwrap lets http.ResponseController reach the connection (event streams
+// flush and set write deadlines through it).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// code is the status sent, 200 when the handler wrote nothing.
+func (w *statusRecorder) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
 }
 
 func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, id Identity) {

@@ -21,8 +21,9 @@ import (
 // published again (a retry, a redelivered request that finds its job over)
 // is stored once.
 type Publisher struct {
-	js  jetstream.JetStream
-	log *slog.Logger
+	js      jetstream.JetStream
+	log     *slog.Logger
+	counter EventCounter // may be nil (CountWith)
 }
 
 // NewPublisher publishes with js.
@@ -49,6 +50,7 @@ func (p *Publisher) Publish(ctx context.Context, ev schema.Event) error {
 	if err != nil {
 		return err
 	}
+	p.count(ev.Kind)
 	return p.publishSync(ctx, msg)
 }
 
@@ -147,6 +149,7 @@ func (a *Attempt) Emit(ev schema.Event) {
 	for len(a.pending) >= maxUnacked || (len(a.pending) > 0 && a.pendingBytes+len(msg.Data) > maxUnackedBytes) {
 		a.settleOldest()
 	}
+	a.p.count(ev.Kind)
 	f, err := a.p.js.PublishMsgAsync(msg)
 	if err != nil {
 		f = nil

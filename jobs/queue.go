@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,16 +27,27 @@ func Unclaimed(ctx context.Context, jobsStream jetstream.Stream, subject string)
 	if err != nil {
 		return schema.JobState{}, 0, false, fmt.Errorf("read the queue: %w", err)
 	}
-	parts, ok := broker.ParseJobSubject(raw.Subject)
+	st, ok := QueuedRequest(raw.Subject, raw.Data, raw.Time)
 	if !ok {
 		return schema.JobState{}, 0, false, nil
 	}
-	req, err := schema.DecodeRequest(raw.Data)
+	return st, raw.Sequence, true, nil
+}
+
+// QueuedRequest is the state of the job whose request, stored at t, is data
+// on subject in the jobs stream, as Unclaimed makes it; ok is false for a
+// subject that is not a request's.
+func QueuedRequest(subject string, data []byte, t time.Time) (st schema.JobState, ok bool) {
+	parts, ok := broker.ParseJobSubject(subject)
+	if !ok {
+		return schema.JobState{}, false
+	}
+	req, err := schema.DecodeRequest(data)
 	if err != nil {
-		req = schema.Request{ID: parts.Job, Queue: parts.Queue, CreatedAt: raw.Time.UTC()}
+		req = schema.Request{ID: parts.Job, Queue: parts.Queue, CreatedAt: t.UTC()}
 	}
 	req.Principal = parts.Principal
-	return Queued(req), raw.Sequence, true, nil
+	return Queued(req), true
 }
 
 // UnclaimedJob is Unclaimed for job's request, whatever its priority.

@@ -19,6 +19,10 @@ type Worker struct {
 	startDelay *prometheus.HistogramVec
 	running    prometheus.Gauge
 	slots      prometheus.Gauge
+	published  *prometheus.CounterVec
+	pending    *prometheus.GaugeVec
+	create     prometheus.Histogram
+	start      prometheus.Histogram
 }
 
 // NewWorker registers a worker's collectors, and the Go runtime's and the
@@ -48,8 +52,55 @@ func NewWorker(reg prometheus.Registerer) *Worker {
 			Help: "Jobs this worker may run at once (its concurrency).",
 		}),
 	}
-	reg.MustRegister(w.finished, w.runTime, w.startDelay, w.running, w.slots)
+	w.published = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "winch_events_published_total",
+		Help: "Events this worker published to the events stream, by kind.",
+	}, []string{"kind"})
+	w.pending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "winch_queue_pending",
+		Help: "Requests waiting in a queue's consumer (not yet delivered to any worker), by queue and priority, as this worker last read them (every few seconds): every worker of a queue reports the same number, so take max, not sum.",
+	}, []string{"queue", "priority"})
+	containerBuckets := prometheus.ExponentialBuckets(0.005, 2, 12) // 5 ms to about 10 s
+	w.create = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "winch_container_create_seconds",
+		Help:    "Time the container engine took to create a job's container.",
+		Buckets: containerBuckets,
+	})
+	w.start = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "winch_container_start_seconds",
+		Help:    "Time the container engine took to start a job's container, once created.",
+		Buckets: containerBuckets,
+	})
+	reg.MustRegister(w.finished, w.runTime, w.startDelay, w.running, w.slots, w.published, w.pending, w.create, w.start)
 	return w
+}
+
+// EventPublished counts an event handed to the events stream.
+func (w *Worker) EventPublished(kind string) {
+	if w != nil {
+		w.published.WithLabelValues(kind).Inc()
+	}
+}
+
+// Pending records how many requests wait in a queue's consumer.
+func (w *Worker) Pending(queue, priority string, n uint64) {
+	if w != nil {
+		w.pending.WithLabelValues(queue, priority).Set(float64(n))
+	}
+}
+
+// ContainerCreated records how long a container's creation took.
+func (w *Worker) ContainerCreated(took time.Duration) {
+	if w != nil {
+		w.create.Observe(took.Seconds())
+	}
+}
+
+// ContainerStarted records how long a container's start took.
+func (w *Worker) ContainerStarted(took time.Duration) {
+	if w != nil {
+		w.start.Observe(took.Seconds())
+	}
 }
 
 // Process registers the Go runtime's and the process's collectors on reg.
@@ -98,6 +149,7 @@ type Sink struct {
 	insert   prometheus.Histogram
 	failures prometheus.Counter
 	pending  prometheus.Gauge
+	dead     prometheus.Counter
 }
 
 // NewSink registers a sink's collectors on reg.
@@ -126,7 +178,11 @@ func NewSink(reg prometheus.Registerer) *Sink {
 			Help: "Events in the stream not yet delivered to the sinks (their lag), as last read.",
 		}),
 	}
-	reg.MustRegister(s.events, s.batch, s.insert, s.failures, s.pending)
+	s.dead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "winch_sink_dead_letters_total",
+		Help: "Events ClickHouse refused for what they hold, kept in the dead_letters table instead.",
+	})
+	reg.MustRegister(s.events, s.batch, s.insert, s.failures, s.pending, s.dead)
 	return s
 }
 
@@ -143,6 +199,13 @@ func (s *Sink) Inserted(events int, took time.Duration) {
 func (s *Sink) InsertFailed() {
 	if s != nil {
 		s.failures.Inc()
+	}
+}
+
+// DeadLettered records an event put in the dead letters.
+func (s *Sink) DeadLettered() {
+	if s != nil {
+		s.dead.Inc()
 	}
 }
 

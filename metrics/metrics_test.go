@@ -55,7 +55,8 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
-// The Grafana dashboard in ops/ asks only for metrics that exist.
+// The Grafana dashboard in ops/ asks only for metrics that exist (the
+// worker's, the sink's, the gateway's and the process's).
 func TestDashboardUsesOnlyMetricsThatExist(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics.Process(reg)
@@ -63,6 +64,12 @@ func TestDashboardUsesOnlyMetricsThatExist(t *testing.T) {
 	now := time.Now()
 	w.Finished("core.echo", "default", "succeeded", now.Add(-time.Second), now) // vectors appear once used
 	w.Started("default", now.Add(-time.Second), now)
+	w.EventPublished("log")
+	w.Pending("default", "normal", 0)
+	w.ContainerCreated(time.Millisecond)
+	w.ContainerStarted(time.Millisecond)
+	metrics.NewSink(reg).Inserted(1, time.Millisecond)
+	metrics.NewGateway(reg).Request("GET /v1/jobs", 200, time.Millisecond)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -297,7 +297,14 @@ func (c *Client) Wait(ctx context.Context, id string) (schema.JobState, error) {
 // List returns the jobs whose state is one of states (all jobs if none),
 // oldest first: those workers have recorded, and those still queued that no
 // worker has claimed yet, read from the queue itself.
+//
+// Asked only for states a job has not ended in (winch ps), it reads the
+// index of active jobs and their own states, not every state the bucket
+// keeps; asked for ended ones too (winch ps -a), it reads them all.
 func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.JobState, error) {
+	if len(states) > 0 && !slices.ContainsFunc(states, schema.State.Terminal) {
+		return c.listActive(ctx, states)
+	}
 	w, err := c.state.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
@@ -314,6 +321,9 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 				done = true
 				break
 			}
+			if jobs.IndexKey(e.Key()) {
+				continue
+			}
 			known[e.Key()] = true
 			st, err := schema.DecodeJobState(e.Value())
 			if err != nil {
@@ -325,40 +335,72 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 			}
 		}
 	}
+	return c.withUnclaimed(ctx, out, known, states, false)
+}
+
+// withUnclaimed adds to out the queued jobs no worker has recorded (not in
+// known), when states asks for queued ones, and sorts them oldest first.
+// verify reads the state of each such job too: known is then only the
+// index of active jobs, and a job whose request is still in the queue may
+// have a state (ended, its request not yet acknowledged).
+func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known map[string]bool, states []schema.State, verify bool) ([]schema.JobState, error) {
 	if len(states) == 0 || containsState(states, schema.StateQueued) {
-		queued, err := c.unclaimed(ctx, known)
+		queued, err := c.unclaimed(ctx, known, verify)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, queued...)
+		for _, st := range queued {
+			if len(states) == 0 || containsState(states, st.State) {
+				out = append(out, st)
+			}
+		}
 	}
 	slices.SortStableFunc(out, func(a, b schema.JobState) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
 }
 
-// unclaimed lists the requests in the queue whose jobs have no state.
-func (c *Client) unclaimed(ctx context.Context, known map[string]bool) ([]schema.JobState, error) {
-	s, err := c.js.Stream(ctx, broker.JobsStream)
-	if err != nil {
-		return nil, fmt.Errorf("open the queue: %w", err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(broker.AllRequests))
+// unclaimed lists the requests in the queue whose jobs are not in known
+// (with verify, and no state of their own either; or an active one). The
+// queue is read a thousand requests at a time (batched direct gets).
+func (c *Client) unclaimed(ctx context.Context, known map[string]bool, verify bool) ([]schema.JobState, error) {
+	var queued []schema.JobState
+	at := map[string]int{}
+	err := broker.ReadAll(ctx, c.nc, broker.JobsStream, broker.AllRequests, func(m broker.StoredMsg) error {
+		st, ok := jobs.QueuedRequest(m.Subject, m.Data, m.Time)
+		if !ok || known[st.JobID] {
+			return nil
+		}
+		if i, seen := at[st.JobID]; seen { // the later request of a job stands
+			queued[i] = st
+			return nil
+		}
+		at[st.JobID] = len(queued)
+		queued = append(queued, st)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list the queue: %w", err)
 	}
-	var out []schema.JobState
-	for subject := range info.State.Subjects {
-		parts, ok := broker.ParseJobSubject(subject)
-		if !ok || known[parts.Job] {
-			continue
+	if !verify || len(queued) == 0 {
+		return queued, nil
+	}
+	ids := make([]string, len(queued))
+	for i, st := range queued {
+		ids[i] = st.JobID
+	}
+	states, _, err := jobs.States(ctx, c.nc, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read the states of queued jobs: %w", err)
+	}
+	out := queued[:0]
+	for _, st := range queued {
+		if recorded, ok := states[st.JobID]; ok {
+			if recorded.State.Terminal() {
+				continue // ended; its request not yet acknowledged
+			}
+			st = recorded
 		}
-		st, _, found, err := jobs.Unclaimed(ctx, s, subject)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			out = append(out, st)
-		}
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -198,17 +198,18 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	w.topo = topo
-	state, err := w.js.KeyValue(ctx, broker.StateBucket)
-	if err != nil {
-		return fmt.Errorf("open state bucket: %w", err)
+	if w.store, err = jobs.OpenStore(ctx, w.js, w.log); err != nil {
+		return err
 	}
-	w.store = jobs.NewStore(state)
 	workers, err := w.js.KeyValue(ctx, broker.WorkersBucket)
 	if err != nil {
 		return fmt.Errorf("open workers bucket: %w", err)
 	}
 	w.sessions = jobs.NewSessions(workers, topo.Lease())
 	w.events = jobs.NewPublisher(w.js, w.log)
+	if w.cfg.Metrics != nil {
+		w.events.CountWith(w.cfg.Metrics)
+	}
 	if s, err := w.js.Stream(ctx, "KV_"+broker.StateBucket); err == nil {
 		w.deployment = strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36)
 	} else {
@@ -262,6 +263,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	if r, ok := w.cfg.Executor.(Reapable); ok {
 		w.loops.Add(1)
 		go w.reapLoop(r)
+	}
+	if w.cfg.Metrics != nil {
+		w.loops.Add(1)
+		go w.pendingLoop(sources)
 	}
 	w.log.Info("worker serving", "queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency, "executor", w.cfg.Executor.Name(), "session", w.session)
 	return nil

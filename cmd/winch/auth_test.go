@@ -72,6 +72,10 @@ func TestShippedConfigServesTheCLI(t *testing.T) {
 	check(0, "core.echo", "commands")
 	id := strings.TrimSpace(check(0, "", "run", "--detach", "core.sleep", "--seconds", "30"))
 	check(0, id, "ps")
+	// A request no worker takes is listed too: ps reads the queue with
+	// batched direct gets, which a client may make.
+	waiting := strings.TrimSpace(check(0, "", "run", "--detach", "--queue", "nobody-serves-it", "core.echo", "--text", "waiting"))
+	check(0, waiting, "ps")
 	check(0, "principal:", "status", id)
 	// Cancelling someone else's job: alice cannot even ask as bob (the
 	// server refuses), and mallory, who may publish as herself (here with

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/metrics"
 )
 
 // DevCmd is `winch dev`: the embedded broker and a worker in one process.
@@ -45,18 +46,27 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	w, release, err := c.startWorker(ctx, g, nc, log)
+	checks := map[string]metrics.Check{"nats": natsReady(nc)}
+	if g.ClickHouseDSN != "" {
+		checks["clickhouse"] = c.clickHouseReady
+	}
+	pm, stopMetrics, err := serveMetrics(ctx, c.MetricsAddr, checks, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	w, release, err := c.startWorker(ctx, g, nc, log, pm)
 	if err != nil {
 		return err
 	}
 	defer release()
 	if g.ClickHouseDSN != "" {
 		log.Info("the audit sink runs too: events go to ClickHouse", "dsn", redactDSN(g.ClickHouseDSN))
-		stopSink := c.SinkFlags.start(ctx, g, nc, log, nil)
+		stopSink := c.SinkFlags.start(ctx, g, nc, log, pm.sink())
 		defer stopSink()
 	}
 	if c.HTTPAddr != "off" {
-		gw, stopGateway, err := c.GatewayFlags.start(ctx, g, nc, log, devTokenPath(dir))
+		gw, stopGateway, err := c.GatewayFlags.start(ctx, g, nc, log, devTokenPath(dir), pm.gateway())
 		if err != nil {
 			return err
 		}

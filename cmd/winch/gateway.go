@@ -17,6 +17,7 @@ import (
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/gateway"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/producer"
 )
 
@@ -102,7 +103,7 @@ func devTokenFile(path string) (string, error) {
 }
 
 // start starts a gateway over nc; the returned function stops it.
-func (f *GatewayFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger, devToken string) (*gateway.Server, func(), error) {
+func (f *GatewayFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger, devToken string, m *metrics.Gateway) (*gateway.Server, func(), error) {
 	client, err := producer.New(ctx, nc, log)
 	if err != nil {
 		return nil, nil, err
@@ -111,6 +112,7 @@ func (f *GatewayFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.Metrics = m
 	srv, err := gateway.New(cfg)
 	if err != nil {
 		release()
@@ -131,6 +133,7 @@ func (f *GatewayFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log
 // GatewayCmd is `winch gateway`: the HTTP API and console alone.
 type GatewayCmd struct {
 	GatewayFlags
+	MetricsAddr string `name:"metrics-addr" env:"WINCH_METRICS_ADDR" placeholder:"HOST:PORT" help:"Serve /metrics (Prometheus), /healthz and /readyz here (default: not at all)."`
 }
 
 // Run serves until SIGTERM or SIGINT.
@@ -141,7 +144,12 @@ func (c *GatewayCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	srv, stop, err := c.start(ctx, g, nc, log, "")
+	pm, stopMetrics, err := serveMetrics(ctx, c.MetricsAddr, map[string]metrics.Check{"nats": natsReady(nc)}, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	srv, stop, err := c.start(ctx, g, nc, log, "", pm.gateway())
 	if errors.Is(err, producer.ErrNoTopology) {
 		return &ExitError{Code: exitUnavailable, Err: err}
 	}

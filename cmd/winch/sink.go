@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
@@ -40,22 +39,12 @@ func (c *SinkCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	var m *metrics.Sink
-	if c.MetricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		metrics.Process(reg)
-		m = metrics.NewSink(reg)
-		srv := metrics.NewServer(c.MetricsAddr, reg, map[string]metrics.Check{"nats": natsReady(nc), "clickhouse": c.clickHouseReady}, log)
-		if err := srv.Start(ctx); err != nil {
-			return &ExitError{Code: exitUsage, Err: err}
-		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Stop(stopCtx)
-		}()
+	pm, stopMetrics, err := serveMetrics(ctx, c.MetricsAddr, map[string]metrics.Check{"nats": natsReady(nc), "clickhouse": c.clickHouseReady}, log)
+	if err != nil {
+		return err
 	}
-	stop := c.start(ctx, g, nc, log, m)
+	defer stopMetrics()
+	stop := c.start(ctx, g, nc, log, pm.sink())
 	<-ctx.Done()
 	stop()
 	return nil

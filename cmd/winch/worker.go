@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/metrics"
@@ -45,7 +44,8 @@ func (f *WorkerFlags) topology() broker.Topology {
 
 // startWorker builds and starts a worker on nc. The returned function
 // releases what the executor holds, after the worker stopped.
-func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger) (*worker.Worker, func(), error) {
+// pm, when set, gets the worker's metrics.
+func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn, log *slog.Logger, pm *processMetrics) (*worker.Worker, func(), error) {
 	if f.Concurrency < 1 {
 		return nil, nil, usageError("--concurrency must be at least 1")
 	}
@@ -71,27 +71,10 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if err != nil {
 		return nil, nil, &ExitError{Code: exitUsage, Err: err}
 	}
-	exec, release, err := f.executor(ctx, log)
+	m := pm.worker()
+	exec, release, err := f.executor(ctx, log, m)
 	if err != nil {
 		return nil, nil, err
-	}
-	var m *metrics.Worker
-	if f.MetricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		metrics.Process(reg)
-		m = metrics.NewWorker(reg)
-		srv := metrics.NewServer(f.MetricsAddr, reg, map[string]metrics.Check{"nats": natsReady(nc)}, log)
-		if err := srv.Start(ctx); err != nil {
-			release()
-			return nil, nil, &ExitError{Code: exitUsage, Err: err}
-		}
-		releaseExecutor := release
-		release = func() {
-			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Stop(stopCtx)
-			releaseExecutor()
-		}
 	}
 	w, err := worker.New(nc, worker.Config{
 		ID:            f.WorkerID,
@@ -130,7 +113,7 @@ func natsReady(nc *nats.Conn) metrics.Check {
 
 // executor picks how commands run: in containers when an engine answers
 // (or when asked to), else as plain processes, loudly.
-func (f *WorkerFlags) executor(ctx context.Context, log *slog.Logger) (worker.Executor, func(), error) {
+func (f *WorkerFlags) executor(ctx context.Context, log *slog.Logger, m *metrics.Worker) (worker.Executor, func(), error) {
 	processExec := func() (worker.Executor, func(), error) {
 		log.Warn("the process executor runs commands on this host WITHOUT ISOLATION: no container, no limits beyond a timeout")
 		return &process.Executor{KillGrace: f.KillGrace}, func() {}, nil
@@ -149,6 +132,9 @@ func (f *WorkerFlags) executor(ctx context.Context, log *slog.Logger) (worker.Ex
 		return processExec()
 	}
 	exec := &docker.Executor{API: api, DefaultImage: f.DefaultImage, KillGrace: f.KillGrace, Logger: log}
+	if m != nil {
+		exec.Timings = m
+	}
 	if err := exec.CheckImage(ctx); err != nil {
 		api.Close()
 		return nil, nil, &ExitError{Code: exitUnavailable, Err: fmt.Errorf("%w, or run commands without isolation with WINCH_EXECUTOR=process", err)}
@@ -170,7 +156,12 @@ func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	w, release, err := c.startWorker(ctx, g, nc, log)
+	pm, stopMetrics, err := serveMetrics(ctx, c.MetricsAddr, map[string]metrics.Check{"nats": natsReady(nc)}, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	w, release, err := c.startWorker(ctx, g, nc, log, pm)
 	if err != nil {
 		return err
 	}

@@ -103,6 +103,15 @@ type Executor struct {
 	// SIGKILL.
 	KillGrace time.Duration
 	Logger    *slog.Logger
+	// Timings, when set, hears how long the engine took to create and to
+	// start each container (the worker's metrics).
+	Timings Timings
+}
+
+// Timings hears how long the container engine took.
+type Timings interface {
+	ContainerCreated(took time.Duration)
+	ContainerStarted(took time.Duration)
 }
 
 var (
@@ -242,8 +251,12 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		if err := job.Starting(); err != nil {
 			return worker.Outcome{}, err
 		}
+		began := time.Now()
 		if err := e.API.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 			return worker.Outcome{}, fmt.Errorf("start container: %w", err)
+		}
+		if e.Timings != nil {
+			e.Timings.ContainerStarted(time.Since(began))
 		}
 	}
 	job.Started(worker.StartInfo{Executor: Name, Image: ref + "@" + imageID})
@@ -406,7 +419,11 @@ func (e *Executor) create(ctx context.Context, job *worker.Job, ref string) (id 
 		},
 	}
 	name := ContainerName(job.ID, job.Attempt)
+	began := time.Now()
 	resp, err := e.API.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err == nil && e.Timings != nil {
+		e.Timings.ContainerCreated(time.Since(began))
+	}
 	if cerrdefs.IsConflict(err) {
 		existing, ierr := e.API.ContainerInspect(ctx, name)
 		if ierr != nil {

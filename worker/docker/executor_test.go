@@ -16,9 +16,11 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
 	"github.com/winchhq/winch/worker/docker"
@@ -307,5 +309,35 @@ func TestModuleLinkOutIsPermanent(t *testing.T) {
 			}
 			j.notStarted(t)
 		})
+	}
+}
+
+// The executor times the engine's create and start of each container for
+// the worker's metrics (winch_container_create_seconds, _start_seconds).
+func TestContainerCreateAndStartAreTimed(t *testing.T) {
+	t.Parallel()
+	j := newExecJob(t, "true")
+	reg := prometheus.NewRegistry()
+	m := metrics.NewWorker(reg)
+	res, err := (&docker.Executor{API: api, Timings: m}).Run(t.Context(), j.Job)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run: %+v, %v", res, err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			if h := s.GetHistogram(); h != nil {
+				got[f.GetName()] += h.GetSampleCount()
+			}
+		}
+	}
+	for _, name := range []string{"winch_container_create_seconds", "winch_container_start_seconds"} {
+		if got[name] != 1 {
+			t.Errorf("%s has %d samples after one run, want 1", name, got[name])
+		}
 	}
 }

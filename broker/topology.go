@@ -336,9 +336,6 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 		TTL:         t.StateTTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.Replicas,
-		// Per-message TTLs: the index of active jobs (jobs/active.go)
-		// removes an ended job's key with a purge marker that expires.
-		LimitMarkerTTL: StateMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", StateBucket, err)
 	}
@@ -409,19 +406,13 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if s, err := js.Stream(ctx, "KV_"+want.Bucket); err == nil {
 		have := s.CachedInfo().Config
 		if have.Description == want.Description && have.MaxMsgsPerSubject == int64(want.History) &&
-			have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage &&
-			have.SubjectDeleteMarkerTTL == want.LimitMarkerTTL {
+			have.MaxAge == want.TTL && have.Replicas == max(want.Replicas, 1) && have.Storage == want.Storage {
 			return nil
 		}
 	}
 	_, err := js.CreateOrUpdateKeyValue(ctx, want)
 	return err
 }
-
-// StateMarkerTTL is how long the state bucket keeps a delete marker: one
-// for an entry its TTL removed, and the purge markers of the index of active
-// jobs.
-const StateMarkerTTL = time.Minute
 
 // winchMetadata is the part of a stream's metadata that winch writes (the
 // server adds its own keys).

@@ -22,8 +22,6 @@ var ErrContended = errors.New("the job's state kept changing under us")
 // It is the only writer of the bucket.
 type Store struct {
 	kv jetstream.KeyValue
-	// index, when set (OpenStore), keeps the index of active jobs.
-	index *activeIndex
 }
 
 // NewStore wraps the WINCH_JOBS_STATE bucket.
@@ -80,20 +78,17 @@ func (s *Store) Update(ctx context.Context, id string, known *Entry, decide func
 			return Entry{}, err
 		}
 	}
-	var indexed indexWrites
 	for range maxTries {
 		next, write, err := decide(cur)
 		if err != nil || !write {
 			return cur, err
 		}
-		wait := s.index.alongside(ctx, cur, next, &indexed)
 		var rev uint64
 		if cur.Rev == 0 {
 			rev, err = s.kv.Create(ctx, id, next.Encode())
 		} else {
 			rev, err = s.kv.Update(ctx, id, next.Encode(), cur.Rev)
 		}
-		wait()
 		if err == nil {
 			return Entry{State: next, Rev: rev}, nil
 		}

@@ -2,41 +2,29 @@ package producer
 
 import (
 	"context"
-	"fmt"
+	"slices"
 
-	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/schema"
 )
 
-// listActive is List for states a job has not ended in: the jobs in the
-// index of active jobs, each read from its own state entry (the index may
-// still name one that just ended), and the unclaimed ones in the queue.
-// Reads go a thousand at a time (batched direct gets): one round trip per
-// thousand jobs, not one per job.
+// listActive is List for states a job has not ended in (winch ps). The
+// requests stream is their index: a work queue keeps a request until its
+// job has ended (the worker acknowledges it last), so every job that is
+// queued or running has its request there, whatever number of finished
+// jobs the state bucket keeps. Each is read with its own state (a job whose
+// request is not yet acknowledged may have ended), a thousand at a time.
+// The index costs the path of a job nothing: no write of its own.
 func (c *Client) listActive(ctx context.Context, states []schema.State) ([]schema.JobState, error) {
-	ids, err := jobs.ActiveJobs(ctx, c.state)
+	inQueue, err := c.unclaimed(ctx, nil, true)
 	if err != nil {
 		return nil, err
 	}
-	found, bad, err := jobs.States(ctx, c.nc, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read the states of active jobs: %w", err)
-	}
-	var out []schema.JobState
-	known := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		if err := bad[id]; err != nil {
-			c.log.Warn("skip undecodable state entry", "job", id, "err", err)
-			continue
-		}
-		st, ok := found[id]
-		if !ok {
-			continue // gone with its TTL; if still queued, the queue has it
-		}
-		known[id] = true
+	out := inQueue[:0]
+	for _, st := range inQueue {
 		if containsState(states, st.State) {
 			out = append(out, st)
 		}
 	}
-	return c.withUnclaimed(ctx, out, known, states, true)
+	slices.SortStableFunc(out, func(a, b schema.JobState) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
 }

@@ -299,7 +299,7 @@ func (c *Client) Wait(ctx context.Context, id string) (schema.JobState, error) {
 // worker has claimed yet, read from the queue itself.
 //
 // Asked only for states a job has not ended in (winch ps), it reads the
-// index of active jobs and their own states, not every state the bucket
+// requests in the queue and their own states, not every state the bucket
 // keeps; asked for ended ones too (winch ps -a), it reads them all.
 func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.JobState, error) {
 	if len(states) > 0 && !slices.ContainsFunc(states, schema.State.Terminal) {
@@ -321,9 +321,6 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 				done = true
 				break
 			}
-			if jobs.IndexKey(e.Key()) {
-				continue
-			}
 			known[e.Key()] = true
 			st, err := schema.DecodeJobState(e.Value())
 			if err != nil {
@@ -335,17 +332,14 @@ func (c *Client) List(ctx context.Context, states ...schema.State) ([]schema.Job
 			}
 		}
 	}
-	return c.withUnclaimed(ctx, out, known, states, false)
+	return c.withUnclaimed(ctx, out, known, states)
 }
 
 // withUnclaimed adds to out the queued jobs no worker has recorded (not in
 // known), when states asks for queued ones, and sorts them oldest first.
-// verify reads the state of each such job too: known is then only the
-// index of active jobs, and a job whose request is still in the queue may
-// have a state (ended, its request not yet acknowledged).
-func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known map[string]bool, states []schema.State, verify bool) ([]schema.JobState, error) {
+func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known map[string]bool, states []schema.State) ([]schema.JobState, error) {
 	if len(states) == 0 || containsState(states, schema.StateQueued) {
-		queued, err := c.unclaimed(ctx, known, verify)
+		queued, err := c.unclaimed(ctx, known, false)
 		if err != nil {
 			return nil, err
 		}
@@ -359,9 +353,10 @@ func (c *Client) withUnclaimed(ctx context.Context, out []schema.JobState, known
 	return out, nil
 }
 
-// unclaimed lists the requests in the queue whose jobs are not in known
-// (with verify, and no state of their own either; or an active one). The
-// queue is read a thousand requests at a time (batched direct gets).
+// unclaimed lists the requests in the queue whose jobs are not in known;
+// with verify, as their own state says (queued when there is none, left
+// out when ended). The queue is read a thousand requests at a time
+// (batched direct gets).
 func (c *Client) unclaimed(ctx context.Context, known map[string]bool, verify bool) ([]schema.JobState, error) {
 	var queued []schema.JobState
 	at := map[string]int{}

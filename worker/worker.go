@@ -198,9 +198,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	w.topo = topo
-	if w.store, err = jobs.OpenStore(ctx, w.js, w.log); err != nil {
-		return err
+	state, err := w.js.KeyValue(ctx, broker.StateBucket)
+	if err != nil {
+		return fmt.Errorf("open state bucket: %w", err)
 	}
+	w.store = jobs.NewStore(state)
 	workers, err := w.js.KeyValue(ctx, broker.WorkersBucket)
 	if err != nil {
 		return fmt.Errorf("open workers bucket: %w", err)

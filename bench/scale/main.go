@@ -262,15 +262,15 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// load writes n finished jobs as workers do: the claim (a state and its
-// index entry), the accepted, started, log and finished events, the end
-// (a state, the index entry purged). It returns the first job's id.
+// load writes n finished jobs as workers do: the claim (a state), the accepted, started, log and finished events, the end
+// (a state). It returns the first job's id.
 func load(ctx context.Context, js jetstream.JetStream, n, writers, logLines int) (string, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	store, err := jobs.OpenStore(ctx, js, log)
+	kv, err := js.KeyValue(ctx, broker.StateBucket)
 	if err != nil {
 		return "", err
 	}
+	store := jobs.NewStore(kv)
 	pub := jobs.NewPublisher(js, log)
 	first := schema.NewJobID()
 	var next, done atomic.Int64

@@ -62,9 +62,9 @@ func TestAcquire(t *testing.T) {
 			limit: 3, w: waiter("c", 1, 3), wantGranted: true, wantHolders: []string{"a", "b", "c"}, wantWake: []string{"b"}},
 		{name: "a lowered limit keeps holders, new ones wait", slot: jobs.Slot{Limit: 3, Holders: holders("a", "b")},
 			limit: 1, w: waiter("c", 1, 3), wantHolders: []string{"a", "b"}, wantWaiting: []string{"c"}},
-		{name: "a stale reservation is woken again", slot: jobs.Slot{Limit: 1, Holders: []jobs.SlotHolder{holder("a", "", tNow.Add(-2 * lease))}},
+		{name: "a stale reservation is woken again", slot: jobs.Slot{Limit: 1, Holders: []jobs.SlotHolder{holder("a", "", tNow.Add(-2*lease))}},
 			limit: 1, w: waiter("b", 1, 2), wantHolders: []string{"a"}, wantWaiting: []string{"b"}, wantWake: []string{"a"}},
-		{name: "a fresh reservation is not", slot: jobs.Slot{Limit: 1, Holders: []jobs.SlotHolder{holder("a", "", tNow.Add(-lease / 2))}},
+		{name: "a fresh reservation is not", slot: jobs.Slot{Limit: 1, Holders: []jobs.SlotHolder{holder("a", "", tNow.Add(-lease/2))}},
 			limit: 1, w: waiter("b", 1, 2), wantHolders: []string{"a"}, wantWaiting: []string{"b"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

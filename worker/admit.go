@@ -21,6 +21,12 @@ type admission struct {
 	cmd    modules.Command
 	params map[string]any // validated and normalized
 	masked map[string]any // the same, secrets masked
+	// slotKey and slotLimit are the command's concurrency limit for these
+	// parameters ("" when it has none); woken says the job's slot was
+	// handed to it while it waited.
+	slotKey   string
+	slotLimit int
+	woken     bool
 }
 
 // rejection is a request that can never run, with what may be recorded of it.
@@ -83,7 +89,11 @@ func (w *Worker) admit(d delivery, subject string, data []byte, fallbackID strin
 		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal,
 			reason: fmt.Errorf("invalid parameters for %s: %w", req.Command, err)}
 	}
-	return admission{req: req, cmd: cmd, params: params, masked: cmd.Spec.MaskParams(params)}, nil
+	adm := admission{req: req, cmd: cmd, params: params, masked: cmd.Spec.MaskParams(params)}
+	if c := cmd.Spec.Concurrency; c != nil && req.Each == nil {
+		adm.slotKey, adm.slotLimit = cmd.Spec.ConcurrencyKey(params), c.Limit
+	}
+	return adm, nil
 }
 
 // resolveTimeout bounds finding a command, which may mean fetching its

@@ -304,6 +304,9 @@ func (a *attempt) finish(e jobs.Ending) {
 		a.log.Error("publish the job's events; leaving the request to be redelivered", "err", err)
 		return
 	}
+	if key := st.Slot; key != "" && !a.w.freeSlot(ctx, key, a.id()) {
+		return // the redelivery finds the job over and frees the slot
+	}
 	if err := a.d.Ack(); err != nil {
 		a.log.Warn("ack", "err", err)
 	}
@@ -332,7 +335,7 @@ func (a *attempt) release(why string) {
 	}
 	if !handedBack {
 		a.events.Emit(st.FinalEvent())
-		if err := a.events.Flush(ctx); err == nil {
+		if err := a.events.Flush(ctx); err == nil && (st.Slot == "" || a.w.freeSlot(ctx, st.Slot, a.id())) {
 			_ = a.d.Ack()
 		}
 		a.log.Warn("job interrupted: it may not run twice, so it is not handed back", "why", why)

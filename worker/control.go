@@ -101,6 +101,11 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 	case schema.OutcomeCancelled:
 		w.log.Info("queued job cancelled", "job", job, "by", by)
 		w.publish(ctx, st.FinalEvent())
+		if st.WaitingFor != "" {
+			// It waited for a slot: give its place in line up.
+			w.freeSlot(ctx, st.WaitingFor, job)
+			_ = w.limits.DropRequest(ctx, job)
+		}
 		if queuedSeq != 0 {
 			// Its request will never run: take it out of the queue now.
 			if s, err := w.js.Stream(ctx, broker.JobsStream); err == nil {

@@ -100,12 +100,29 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	}
 
 	log := w.log.With("job", adm.req.ID, "command", adm.req.Command)
+	if adm.slotKey != "" {
+		switch w.acquireSlot(ctx, msg, meta, &adm) {
+		case slotWaits:
+			_ = d.Ack() // its request is kept until a slot is its
+			return
+		case slotRetry:
+			_ = d.Nak(time.Second)
+			return
+		case slotOver:
+			_ = d.Term()
+			return
+		}
+	}
 	entry, dec, wait, err := w.claim(ctx, adm)
 	switch {
 	case err != nil && lastTry:
 		log.Error("cannot claim the job on its last delivery; it is dead", "err", err)
 		if _, err := w.bury(ctx, adm.req.ID, &adm.req, "could not be claimed on its last delivery: "+err.Error()); err != nil {
 			log.Error("record the dead job; its request is kept for the dead-letter rules", "err", err)
+			_ = d.Nak(time.Second)
+			return
+		}
+		if adm.slotKey != "" && !w.freeSlot(ctx, adm.slotKey, adm.req.ID) {
 			_ = d.Nak(time.Second)
 			return
 		}
@@ -120,12 +137,19 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		// just recorded): make sure its end is published, then drop it.
 		log.Debug("job is over; dropping the request", "state", dec.State.State)
 		w.publish(ctx, dec.State.FinalEvent())
+		if key := heldSlot(dec.State, &adm); key != "" && !w.freeSlot(ctx, key, adm.req.ID) {
+			_ = d.Nak(time.Second) // its redelivery frees the slot
+			return
+		}
 		_ = d.Term()
 		return
 	case dec.Verdict == jobs.Busy:
 		log.Debug("job is held by a live worker; trying again later", "holder", dec.State.Worker)
 		_ = d.Nak(max(wait+100*time.Millisecond, w.topo.HeartbeatInterval()))
 		return
+	}
+	if adm.woken {
+		_ = w.limits.DropRequest(ctx, adm.req.ID)
 	}
 	a := &attempt{w: w, d: d, adm: adm, log: log, entry: entry, lastTry: lastTry, delivered: int(meta.NumDelivered),
 		events: w.events.Attempt(adm.req.ID, entry.State.Attempt, w.cfg.ID)}
@@ -137,7 +161,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 // request, or leave it for later (wait says how long the holder has).
 func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, dec jobs.Decision, wait time.Duration, err error) {
 	c := jobs.Claimant{Worker: w.cfg.ID, Session: w.session, Executor: w.cfg.Executor.Name(),
-		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify}
+		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify, Slot: adm.slotKey}
 	if n := adm.cmd.Spec.Notify; n != nil {
 		c.Notify = append(slices.Clip(c.Notify), *n)
 	}
@@ -187,8 +211,10 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	queued := jobs.Queued(rej.req)
 	queued.JobID = rej.id
 	dec := jobs.Reject(queued, rej.req, rej.principal, w.cfg.ID, rej.reason, now)
+	held := "" // a woken job's slot, which its rejection frees
 	if schema.ValidJobID(rej.id) {
 		_, err := w.store.Update(ctx, rej.id, nil, func(cur jobs.Entry) (schema.JobState, bool, error) {
+			held = heldSlot(cur.State, nil)
 			dec = jobs.Reject(cur.StateOr(queued), rej.req, rej.principal, w.cfg.ID, rej.reason, now)
 			return dec.State, dec.Write, nil
 		})
@@ -198,6 +224,9 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	}
 	if dec.Verdict != jobs.Busy {
 		w.publish(ctx, dec.State.FinalEvent())
+		if held != "" {
+			w.freeSlot(ctx, held, rej.id)
+		}
 	}
 	return dec.Verdict
 }

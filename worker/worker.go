@@ -116,6 +116,7 @@ type Worker struct {
 	store     *jobs.Store
 	schedules *schedule.Store
 	sessions  *jobs.Sessions
+	limits    *jobs.SlotStore
 	events    *jobs.Publisher
 	// session names this run of the worker in the liveness bucket and in
 	// the states of the jobs it holds.
@@ -208,6 +209,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("open workers bucket: %w", err)
 	}
 	w.sessions = jobs.NewSessions(workers, topo.Lease())
+	slots, err := w.js.KeyValue(ctx, broker.SlotsBucket)
+	if err != nil {
+		return fmt.Errorf("open concurrency slots bucket: %w", err)
+	}
+	w.limits = jobs.NewSlotStore(slots)
 	w.events = jobs.NewPublisher(w.js, w.log)
 	if s, err := w.js.Stream(ctx, "KV_"+broker.StateBucket); err == nil {
 		w.deployment = strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36)

@@ -277,11 +277,11 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ Identity) {
 
 // stateGroups are the names the list's state filter takes beside states.
 var stateGroups = map[string][]schema.State{
-	"active":   {schema.StateQueued, schema.StateRunning},
+	"active":   {schema.StateQueued, schema.StateWaiting, schema.StateRunning},
 	"finished": {schema.StateSucceeded, schema.StateFailed, schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead},
 }
 
-var allStates = []schema.State{schema.StateQueued, schema.StateRunning, schema.StateSucceeded, schema.StateFailed,
+var allStates = []schema.State{schema.StateQueued, schema.StateWaiting, schema.StateRunning, schema.StateSucceeded, schema.StateFailed,
 	schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead}
 
 // parseStates reads state=queued,running (or active, finished), repeatable.

@@ -104,7 +104,7 @@ func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	defer nc.Close()
 	var states []schema.State
 	if !c.All {
-		states = []schema.State{schema.StateQueued, schema.StateRunning}
+		states = []schema.State{schema.StateQueued, schema.StateWaiting, schema.StateRunning}
 	}
 	jobs, err := client.List(ctx, states...)
 	if err != nil {

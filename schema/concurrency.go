@@ -78,3 +78,19 @@ func SlotBucketKey(key string) string {
 	}
 	return "key64." + base64.RawURLEncoding.EncodeToString([]byte(key))
 }
+
+// CheckFanoutParam says whether a fan-out may give its values in param:
+// a parameter of the command that takes text (a string or an enum), and
+// not a secret (its value names a child in every listing).
+func (c CommandSpec) CheckFanoutParam(param string) error {
+	p, ok := c.Params[param]
+	switch {
+	case !ok:
+		return fmt.Errorf("%q is not a parameter of this command%s", param, c.suggest())
+	case p.Secret:
+		return fmt.Errorf("%q is a secret parameter: a fan-out's values are shown with its children", param)
+	case p.Type != TypeString && p.Type != TypeEnum:
+		return fmt.Errorf("%q is of type %s: a fan-out's values are text, so it takes a string or enum parameter", param, p.Type)
+	}
+	return nil
+}

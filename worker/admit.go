@@ -83,6 +83,9 @@ func (w *Worker) admit(d delivery, subject string, data []byte, fallbackID strin
 		req.Params = cmd.Spec.MaskParams(req.Params)
 		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: err}
 	}
+	if req.Each != nil {
+		return w.admitFanout(req, cmd)
+	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
 	if err != nil {
 		req.Params = cmd.Spec.MaskParams(req.Params)
@@ -116,4 +119,23 @@ func rejectedID(msg jetstream.Msg, meta *jetstream.MsgMetadata) string {
 		return id
 	}
 	return "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
+
+// admitFanout admits a fan-out parent: every child's parameters must be
+// valid, or none runs. The parent's own parameters are those the children
+// share.
+func (w *Worker) admitFanout(req schema.Request, cmd modules.Command) (admission, error) {
+	if err := cmd.Spec.CheckFanoutParam(req.Each.Param); err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
+		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: fmt.Errorf("each: %w", err)}
+	}
+	for i := range req.Each.Values {
+		if _, err := cmd.Spec.ValidateParams(req.FanoutChild(i).Params); err != nil {
+			req.Params = cmd.Spec.MaskParams(req.Params)
+			req.Each = nil // which values are secret is the command's to say: keep none
+			return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal,
+				reason: fmt.Errorf("invalid parameters for %s, value %d of each: %w", req.Command, i+1, err)}
+		}
+	}
+	return admission{req: req, cmd: cmd, params: req.Params, masked: cmd.Spec.MaskParams(req.Params)}, nil
 }

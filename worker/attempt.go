@@ -110,7 +110,7 @@ func (a *attempt) run() {
 
 	req := a.adm.req
 	a.events.Emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit})
+		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit, ParentID: req.ParentID})
 
 	var keeper sync.WaitGroup
 	keeper.Go(func() { a.keepAlive(ctx) })
@@ -310,6 +310,7 @@ func (a *attempt) finish(e jobs.Ending) {
 	if err := a.d.Ack(); err != nil {
 		a.log.Warn("ack", "err", err)
 	}
+	a.w.tellParent(ctx, st)
 	a.w.cfg.Metrics.Finished(a.adm.req.Command, a.adm.req.Queue, string(st.State), a.startTime(), time.Now())
 	a.log.Info("job finished", "state", st.State, "exit_code", derefInt(st.ExitCode), "error", st.Error)
 }

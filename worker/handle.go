@@ -141,6 +141,12 @@ func (w *Worker) handle(msg jetstream.Msg) {
 			_ = d.Nak(time.Second) // its redelivery frees the slot
 			return
 		}
+		if adm.req.Each != nil && dec.State.State == schema.StateCancelled {
+			// Cancelled while its driver died: its children are cancelled
+			// here instead.
+			w.cancelChildren(ctx, dec.State)
+		}
+		w.tellParent(ctx, dec.State)
 		_ = d.Term()
 		return
 	case dec.Verdict == jobs.Busy:
@@ -150,6 +156,10 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	}
 	if adm.woken {
 		_ = w.limits.DropRequest(ctx, adm.req.ID)
+	}
+	if adm.req.Each != nil {
+		w.startFanout(d, adm, entry, log)
+		return
 	}
 	a := &attempt{w: w, d: d, adm: adm, log: log, entry: entry, lastTry: lastTry, delivered: int(meta.NumDelivered),
 		events: w.events.Attempt(adm.req.ID, entry.State.Attempt, w.cfg.ID)}
@@ -164,6 +174,11 @@ func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, de
 		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify, Slot: adm.slotKey}
 	if n := adm.cmd.Spec.Notify; n != nil {
 		c.Notify = append(slices.Clip(c.Notify), *n)
+	}
+	if adm.req.Each != nil {
+		// A fan-out parent runs nothing itself: another worker may always
+		// take over driving it.
+		c.Retry = true
 	}
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}
@@ -224,6 +239,7 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	}
 	if dec.Verdict != jobs.Busy {
 		w.publish(ctx, dec.State.FinalEvent())
+		w.tellParent(ctx, dec.State)
 		if held != "" {
 			w.freeSlot(ctx, held, rej.id)
 		}

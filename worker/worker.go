@@ -139,6 +139,10 @@ type Worker struct {
 
 	runningMu sync.Mutex
 	running   map[string]*attempt
+	// drivers are the fan-outs this worker drives, by parent; driving
+	// waits for them.
+	drivers map[string]*driver
+	driving sync.WaitGroup
 
 	// fetchCtx ends the loops that take work; jobsCtx ends running jobs,
 	// with errDraining as its cause, once the drain deadline passes, and
@@ -178,6 +182,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		slots:   make(chan struct{}, cfg.Concurrency),
 		handoff: make(chan jetstream.Msg, cfg.Concurrency),
 		running: map[string]*attempt{},
+		drivers: map[string]*driver{},
 	}, nil
 }
 
@@ -331,6 +336,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.stopFetch()
 		w.loops.Wait()
+		w.driving.Wait() // each hands its fan-out on to another worker
 		done := make(chan struct{})
 		go func() { w.jobs.Wait(); close(done) }()
 		timer := time.NewTimer(w.cfg.DrainTimeout)
@@ -385,6 +391,9 @@ func (w *Worker) untrack(a *attempt) {
 // ring is the doorbell: a worker that decided a cancel of a job this worker
 // runs says so. The job's state, not the message, decides what happens.
 func (w *Worker) ring(m *nats.Msg) {
+	if w.ringDriver(string(m.Data), m.Header.Get(childHeader)) {
+		return
+	}
 	w.runningMu.Lock()
 	a := w.running[string(m.Data)]
 	w.runningMu.Unlock()

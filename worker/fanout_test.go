@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/winchhq/winch/internal/jobtest"
+	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 	"github.com/winchhq/winch/worker"
 )
@@ -145,5 +146,38 @@ func TestFanoutDriverKilled(t *testing.T) {
 	}
 	if runs := readRuns(t, log); len(runs) != 8 {
 		t.Fatalf("%d children ran, want 8 (each once)", len(runs))
+	}
+}
+
+// A follower of the parent gets every child's output, each with its value,
+// and the parent's end after every child's.
+func TestFollowFanout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.StartWorker(worker.Config{Concurrency: 3})
+	values := []string{"main", "users", "billing", "audit"}
+	parent := e.Submit("core.echo", nil, func(r *schema.Request) {
+		r.Each, r.Parallel = &schema.Each{Param: "text", Values: values}, 2
+	})
+	out := map[string]string{}
+	ended := 0
+	end, err := e.Client.FollowFanout(t.Context(), parent, func(fe producer.FanoutEvent) error {
+		switch {
+		case fe.Child >= 0 && fe.Kind == schema.KindLog:
+			out[fe.Value] += fe.Data
+		case fe.Child >= 0 && fe.Terminal():
+			ended++
+		case fe.Child < 0 && fe.Terminal() && ended != len(values):
+			t.Errorf("the parent's end came after %d of %d children's", ended, len(values))
+		}
+		return nil
+	})
+	if err != nil || end.State != schema.StateSucceeded {
+		t.Fatalf("follow: %s %v", end.State, err)
+	}
+	for _, v := range values {
+		if out[v] != v+"\n" {
+			t.Fatalf("output of child %q: %q (all: %q)", v, out[v], out)
+		}
 	}
 }

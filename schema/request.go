@@ -23,6 +23,18 @@ const DefaultQueue = "default"
 // hard limit, this one gives a clear error before it.
 const MaxRequestBytes = 256 << 10
 
+// MaxFanoutRequestBytes bounds an encoded fan-out request (one with each),
+// whose values may be many: under the jobs stream's 1 MiB messages.
+const MaxFanoutRequestBytes = 1000 << 10
+
+// SizeLimit is the most bytes r may take encoded.
+func (r Request) SizeLimit() int {
+	if r.Each != nil {
+		return MaxFanoutRequestBytes
+	}
+	return MaxRequestBytes
+}
+
 // Request asks for one command to run. Clients publish it, JSON encoded, on
 // winch.jobs.<queue>.<id>.<principal> with the ID as the Nats-Msg-Id header.
 type Request struct {
@@ -157,7 +169,7 @@ var (
 //     is taken as the longest one: the command's own timeout wins anyway.
 func DecodeRequest(data []byte) (Request, error) {
 	var r Request
-	if len(data) > MaxRequestBytes {
+	if len(data) > MaxFanoutRequestBytes {
 		return r, &RequestError{Reason: fmt.Sprintf("request is %d bytes, more than the %d allowed", len(data), MaxRequestBytes)}
 	}
 	if !utf8.Valid(data) {
@@ -168,6 +180,9 @@ func DecodeRequest(data []byte) (Request, error) {
 	}
 	if err := r.Validate(); err != nil {
 		return Request{}, err
+	}
+	if len(data) > r.SizeLimit() {
+		return Request{}, &RequestError{Reason: fmt.Sprintf("request is %d bytes, more than the %d allowed", len(data), MaxRequestBytes)}
 	}
 	return r, nil
 }

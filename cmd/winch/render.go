@@ -196,12 +196,13 @@ func duration(st schema.JobState) time.Duration {
 func writeJobs(w io.Writer, jobs []schema.JobState, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tCOMMAND\tSTATE\tPRINCIPAL\tQUEUE\tPRIORITY\tWORKER\tATTEMPT\tAGE\tSCHEDULE")
-	for _, st := range jobs {
+	for _, row := range fanoutRows(jobs) {
+		st := row.st
 		age := ""
 		if !st.CreatedAt.IsZero() {
 			age = now.Sub(st.CreatedAt).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.JobID, st.Command, st.State, st.Principal, st.Queue, st.Priority.Or(), dash(st.Worker), st.Attempt, age, dash(st.Schedule))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", row.label, st.Command, row.state, st.Principal, st.Queue, st.Priority.Or(), dash(st.Worker), st.Attempt, age, dash(st.Schedule))
 	}
 	return tw.Flush()
 }

@@ -178,7 +178,7 @@ func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, de
 	if adm.req.Each != nil {
 		// A fan-out parent runs nothing itself: another worker may always
 		// take over driving it.
-		c.Retry = true
+		c.Retry, c.Executor = true, "fanout"
 	}
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}

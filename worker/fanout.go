@@ -117,7 +117,7 @@ func (dr *driver) run() {
 	st := dr.entry.State
 	dr.prog = schema.FanoutProgress{Param: req.Each.Param, Total: len(req.Each.Values), Parallel: max(req.Parallel, 1), FailFast: req.FailFast}
 	dr.events.Emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: req.Command, Principal: req.Principal,
-		Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: dr.adm.masked, CreatedAt: req.CreatedAt, Commit: dr.adm.cmd.Commit, Fanout: &dr.prog})
+		Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: dr.adm.masked, CreatedAt: req.CreatedAt, Commit: dr.adm.cmd.Commit, Fanout: &dr.prog, Executor: "fanout"})
 	dr.events.Emit(schema.Event{Kind: schema.KindStarted, Executor: "fanout"})
 	if err := dr.resume(ctx, st.Attempt > 1); err != nil {
 		dr.log.Error("count the fan-out's children; it will be redelivered", "err", err)

@@ -10,6 +10,9 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/winchhq/winch/audit"
 
 	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
@@ -258,4 +261,40 @@ func fanoutRows(jobs []schema.JobState) []psRow {
 		}
 	}
 	return rows
+}
+
+// auditChildren are the children of a fan-out parent in the audit store,
+// in the order of their values; none for any other job.
+func auditChildren(ctx context.Context, store *audit.Store, parent *audit.Job) ([]audit.Job, error) {
+	if parent == nil || parent.Executor != "fanout" {
+		return nil, nil
+	}
+	children, err := store.Jobs(ctx, audit.Filter{Parent: parent.JobID, Since: parent.CreatedAt.Add(-time.Second), Limit: schema.MaxFanout})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(children, func(i, j int) bool {
+		a, _ := producer.ChildIndex(parent.JobID, children[i].JobID)
+		b, _ := producer.ChildIndex(parent.JobID, children[j].JobID)
+		return a < b
+	})
+	return children, nil
+}
+
+// writeAuditChildren lists a fan-out's children with their states.
+func writeAuditChildren(w io.Writer, children []audit.Job) error {
+	if len(children) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nchildren (%d):\n", len(children))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSTATE\tEXIT\tPARAMS\tERROR")
+	for _, c := range children {
+		exit := "-"
+		if c.ExitCode != nil {
+			exit = fmt.Sprint(*c.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.JobID, c.State, exit, formatParams(c.Params), dash(c.Error))
+	}
+	return tw.Flush()
 }

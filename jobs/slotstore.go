@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,11 +40,24 @@ func (s *SlotStore) GetSlot(ctx context.Context, key string) (Slot, uint64, erro
 	return sl, e.Revision(), nil
 }
 
+// slotTries bounds UpdateSlot's compare-and-sets. A key's entry is
+// contended by design (every run of a busy key writes it twice), unlike a
+// job's state, so losing a race is expected and retried, after a short
+// random pause that grows.
+const slotTries = 64
+
 // UpdateSlot decides a key's next entry from its current one and writes it
-// with compare-and-set, deciding again when another worker came first, at
-// most maxTries times. It returns the entry that stands.
+// with compare-and-set, deciding again when another worker came first. It
+// returns the entry that stands.
 func (s *SlotStore) UpdateSlot(ctx context.Context, key string, decide func(Slot) Slot) (Slot, error) {
-	for range maxTries {
+	for try := range slotTries {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return Slot{}, ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(min(try, 10)) * int64(time.Millisecond)))):
+			}
+		}
 		cur, rev, err := s.GetSlot(ctx, key)
 		if err != nil {
 			return Slot{}, err

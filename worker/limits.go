@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +44,8 @@ func (w *Worker) acquireSlot(ctx context.Context, msg jetstream.Msg, meta *jetst
 		return slotGranted // the claim finds it over, and frees what it held
 	}
 	me := jobs.SlotWaiter{Job: req.ID, Rank: jobs.PriorityRank(req.Priority), Seq: meta.Sequence.Stream}
+	unlock := w.lockKey(adm.slotKey)
+	defer unlock()
 	var granted bool
 	var wake []string
 	var woken bool
@@ -97,6 +100,8 @@ func (w *Worker) acquireSlot(ctx context.Context, msg jetstream.Msg, meta *jetst
 // entry was written (or had nothing of the job); a failure leaves the
 // caller's request unacknowledged, so that its redelivery frees it.
 func (w *Worker) freeSlot(ctx context.Context, key, job string) bool {
+	unlock := w.lockKey(key)
+	defer unlock()
 	var wake []string
 	_, err := w.limits.UpdateSlot(ctx, key, func(s jobs.Slot) jobs.Slot {
 		var next jobs.Slot
@@ -162,4 +167,14 @@ func heldSlot(st schema.JobState, adm *admission) string {
 		return adm.slotKey
 	}
 	return ""
+}
+
+// lockKey serializes this worker's writes of one key's entry: its runners
+// would otherwise lose compare-and-sets to each other. Other workers'
+// writes still race, and UpdateSlot retries those.
+func (w *Worker) lockKey(key string) (unlock func()) {
+	mu, _ := w.keyLocks.LoadOrStore(key, &sync.Mutex{})
+	m := mu.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
 }

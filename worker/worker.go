@@ -117,7 +117,9 @@ type Worker struct {
 	schedules *schedule.Store
 	sessions  *jobs.Sessions
 	limits    *jobs.SlotStore
-	events    *jobs.Publisher
+	// keyLocks serialize this worker's writes of a concurrency key's entry.
+	keyLocks sync.Map
+	events   *jobs.Publisher
 	// session names this run of the worker in the liveness bucket and in
 	// the states of the jobs it holds.
 	session string

@@ -1,8 +1,11 @@
 package schema_test
 
 import (
+	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/winchhq/winch/schema"
 )
@@ -101,4 +104,74 @@ func TestValidateFanout(t *testing.T) {
 	if child.ID != "p1-1" || child.ParentID != "p1" || child.Params["name"] != "b" || child.Each != nil || child.Parallel != 0 {
 		t.Fatalf("child %+v", child)
 	}
+}
+
+func TestParseEach(t *testing.T) {
+	t.Parallel()
+	one := schema.CommandSpec{Params: map[string]schema.ParamSpec{"name": {Type: schema.TypeString, Required: true}, "n": {Type: schema.TypeInt}}}
+	two := schema.CommandSpec{Params: map[string]schema.ParamSpec{"a": {Type: schema.TypeString, Required: true}, "b": {Type: schema.TypeString, Required: true}}}
+	for _, tt := range []struct {
+		name      string
+		spec      schema.CommandSpec
+		arg       string
+		lines     string // with a reader when not ""
+		wantParam string
+		want      []string
+		wantErr   string
+	}{
+		{"named list", one, "name=a,b,c", "", "name", []string{"a", "b", "c"}, ""},
+		{"dashes in the name", two, "a=x", "", "a", []string{"x"}, ""},
+		{"the one required text parameter", one, "a,b", "", "name", []string{"a", "b"}, ""},
+		{"a value with =", one, "name=k=v", "", "name", []string{"k=v"}, ""},
+		{"ambiguous", two, "x,y", "", "", nil, "say which parameter takes the values"},
+		{"lines", one, "", "a\n\n  b \nc", "name", []string{"a", "b", "c"}, ""},
+		{"lines, named", two, "b", "x\n", "b", []string{"x"}, ""},
+		{"lines, bad name", one, "N!", "x\n", "", nil, `"N!" is not a parameter name`},
+		{"no lines", one, "", "\n\n", "", nil, "no values"},
+		{"too many lines", one, "", strings.Repeat("v\n", schema.MaxFanout+1), "", nil, "more than 10000 values"},
+		{"too many values", one, strings.Repeat("v,", schema.MaxFanout), "", "", nil, "10001 values, more than the 10000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var r io.Reader
+			if tt.lines != "" {
+				r = strings.NewReader(tt.lines)
+			}
+			got, err := schema.ParseEach(tt.spec, tt.arg, r)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got.Param != tt.wantParam || !slices.Equal(got.Values, tt.want) {
+				t.Fatalf("got %+v %v", got, err)
+			}
+		})
+	}
+}
+
+// FuzzParseEach: any text gives values a request takes, or an error; never
+// a panic.
+func FuzzParseEach(f *testing.F) {
+	spec := schema.CommandSpec{Params: map[string]schema.ParamSpec{"name": {Type: schema.TypeString, Required: true}}}
+	for _, seed := range []string{"name=a,b,c", "a,b", "=", "name=", ",,,", "Level=1", "name=a=b,c"} {
+		f.Add(seed, "a\nb\n\n c \n", false)
+		f.Add(seed, "", true)
+	}
+	f.Fuzz(func(t *testing.T, arg, text string, lines bool) {
+		var r io.Reader
+		if lines {
+			r = strings.NewReader(text)
+		}
+		each, err := schema.ParseEach(spec, arg, r)
+		if err != nil {
+			return
+		}
+		req := schema.Request{Version: schema.Version, ID: "p", Command: "x.y", Queue: "q", Principal: "p",
+			CreatedAt: time.Unix(1e9, 0), Each: each, Parallel: 1}
+		if err := req.Validate(); err != nil {
+			t.Fatalf("ParseEach(%q) gave %+v, which a request refuses: %v", arg, each, err)
+		}
+	})
 }

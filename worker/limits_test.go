@@ -159,7 +159,7 @@ func TestConcurrencyWaitersStartInOrder(t *testing.T) {
 	params := func(seconds float64) map[string]any {
 		return map[string]any{"key": e.Queue, "log": log, "seconds": seconds}
 	}
-	first := e.Submit("test.locked", params(1.5))
+	first := e.Submit("test.locked", params(60)) // until it is cancelled, below
 	e.WaitFor(first, schema.KindStarted)
 	var waiting []string
 	for range 4 {
@@ -181,9 +181,16 @@ func TestConcurrencyWaitersStartInOrder(t *testing.T) {
 	if err != nil || reply.Outcome != schema.OutcomeCancelled {
 		t.Fatalf("cancel of a waiting job: %+v %v", reply, err)
 	}
-	followAll(t, e, []string{first, high, waiting[0], waiting[2], waiting[3]}, schema.StateSucceeded)
+	// The holder's end, of any kind, hands its slot on.
+	if reply, err := e.Client.Cancel(t.Context(), first, "tester"); err != nil || reply.Outcome != schema.OutcomeStopping {
+		t.Fatalf("cancel of the holder: %+v %v", reply, err)
+	}
+	followAll(t, e, []string{high, waiting[0], waiting[2], waiting[3]}, schema.StateSucceeded)
 	if end := jobtest.Last(e.Follow(waiting[1])); end.State != schema.StateCancelled {
 		t.Fatalf("cancelled waiter ended %s", end.State)
+	}
+	if end := jobtest.Last(e.Follow(first)); end.State != schema.StateCancelled {
+		t.Fatalf("the holder ended %s", end.State)
 	}
 	var order []string
 	for _, r := range readRuns(t, log) {

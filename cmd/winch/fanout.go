@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,74 +41,31 @@ func (f FanoutFlags) each(spec schema.CommandSpec, stdin io.Reader) (*schema.Eac
 	case f.Parallel < 1 || f.Parallel > schema.MaxFanout:
 		return nil, usageError("--parallel %d: want 1 to %d", f.Parallel, schema.MaxFanout)
 	}
-	flag, arg := "--each", f.Each
-	if f.EachFrom != "" {
-		flag, arg = "--each-from", f.EachFrom
-	}
-	param, rest, named := strings.Cut(arg, "=")
-	if !named || !schema.ValidParamName(strings.ReplaceAll(param, "-", "_")) {
-		param, rest = defaultEachParam(spec), arg
-		if param == "" {
-			return nil, usageError("%s: say which parameter takes the values, like %s name=%s", flag, flag, arg)
-		}
-	}
-	param = strings.ReplaceAll(param, "-", "_")
-	var values []string
 	if f.Each != "" {
-		values = strings.Split(rest, ",")
-	} else {
-		var err error
-		if values, err = readValues(rest, stdin); err != nil {
-			return nil, usageError("--each-from: %v", err)
+		each, err := schema.ParseEach(spec, f.Each, nil)
+		if err != nil {
+			return nil, usageError("--each: %v", err)
 		}
+		return each, nil
 	}
-	if len(values) == 0 {
-		return nil, usageError("%s: no values", flag)
+	param, path, named := strings.Cut(f.EachFrom, "=")
+	if !named {
+		param, path = "", f.EachFrom
 	}
-	if len(values) > schema.MaxFanout {
-		return nil, usageError("%s: %d values, more than the %d a fan-out takes: split them", flag, len(values), schema.MaxFanout)
-	}
-	return &schema.Each{Param: param, Values: values}, nil
-}
-
-// defaultEachParam is the command's only required text parameter, if it
-// has exactly one.
-func defaultEachParam(spec schema.CommandSpec) string {
-	found := ""
-	for _, name := range spec.ParamNames() {
-		p := spec.Params[name]
-		if p.Required && (p.Type == schema.TypeString || p.Type == schema.TypeEnum) {
-			if found != "" {
-				return ""
-			}
-			found = name
-		}
-	}
-	return found
-}
-
-// readValues reads one value a line, skipping empty lines.
-func readValues(path string, stdin io.Reader) ([]string, error) {
 	r := stdin
 	if path != "-" {
-		f, err := os.Open(path)
+		file, err := os.Open(path)
 		if err != nil {
-			return nil, err
+			return nil, usageError("--each-from: %v", err)
 		}
-		defer f.Close()
-		r = f
+		defer file.Close()
+		r = file
 	}
-	var out []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if v := strings.TrimSpace(sc.Text()); v != "" {
-			out = append(out, v)
-			if len(out) > schema.MaxFanout {
-				return nil, fmt.Errorf("%s has more than %d values: split it", path, schema.MaxFanout)
-			}
-		}
+	each, err := schema.ParseEach(spec, param, r)
+	if err != nil {
+		return nil, usageError("--each-from %s: %v", f.EachFrom, err)
 	}
-	return out, sc.Err()
+	return each, nil
 }
 
 // followFanout follows a fan-out parent and all its children: every

@@ -78,9 +78,14 @@ type Decision struct {
 // Queued is the state of a job whose request is in the queue and that no
 // worker has claimed: it is what a job without a state entry is.
 func Queued(req schema.Request) schema.JobState {
-	return schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
+	st := schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
 		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, CreatedAt: req.CreatedAt, Notify: req.Notify,
 		ParentID: req.ParentID}
+	if req.Each != nil {
+		// A fan-out is one before any worker takes it.
+		st.Fanout = &schema.FanoutProgress{Param: req.Each.Param, Total: len(req.Each.Values), Parallel: max(req.Parallel, 1), FailFast: req.FailFast}
+	}
+	return st
 }
 
 // Claim decides what a delivered request does to its job, given the job's

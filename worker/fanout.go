@@ -200,6 +200,7 @@ func (dr *driver) resume(ctx context.Context, earlier bool) error {
 	if !earlier {
 		return nil
 	}
+	defer keepInProgress(dr.d, dr.w.topo.HeartbeatInterval())() // 10,000 children take a while
 	stream, err := dr.w.js.Stream(ctx, broker.JobsStream)
 	if err != nil {
 		return err
@@ -233,6 +234,10 @@ func (dr *driver) resume(ctx context.Context, earlier bool) error {
 // launch publishes the next children while fewer than Parallel are
 // unfinished.
 func (dr *driver) launch(ctx context.Context) error {
+	if dr.prog.Running() >= dr.prog.Parallel || dr.prog.Launched >= dr.prog.Total {
+		return nil
+	}
+	defer keepInProgress(dr.d, dr.w.topo.HeartbeatInterval())() // a large parallel launches many at once
 	for dr.prog.Running() < dr.prog.Parallel && dr.prog.Launched < dr.prog.Total {
 		child := dr.req.FanoutChild(dr.prog.Launched)
 		child.CreatedAt = time.Now().UTC()

@@ -273,6 +273,10 @@ func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why s
 		return false, nil
 	}
 	w.publish(ctx, entry.State.FinalEvent())
+	if key := heldSlot(entry.State, nil); key != "" && !w.freeSlot(ctx, key, id) {
+		return true, fmt.Errorf("free the concurrency slot of dead job %s", id)
+	}
+	w.tellParent(ctx, entry.State)
 	return true, nil
 }
 

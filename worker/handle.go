@@ -242,6 +242,7 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 		w.tellParent(ctx, dec.State)
 		if held != "" {
 			w.freeSlot(ctx, held, rej.id)
+			_ = w.limits.DropRequest(ctx, rej.id)
 		}
 	}
 	return dec.Verdict

@@ -80,6 +80,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSubmit$$' -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./profile/
 	$(GO) test -run '^$$' -fuzz '^FuzzSpecCheck$$' -fuzztime $(FUZZTIME) ./schedule/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEach$$' -fuzztime $(FUZZTIME) ./schema/
 
 # The kill -9 loop (worker/chaos_test.go) at full size: WINCH_CHAOS_JOBS jobs
 # while worker processes are SIGKILLed every 2-4 s; WINCH_CHAOS_SEED repeats a

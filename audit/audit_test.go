@@ -436,3 +436,45 @@ func TestPriorityAndScheduleAreAudited(t *testing.T) {
 		t.Fatalf("events: %+v, %v", evs, err)
 	}
 }
+
+// A fan-out's children carry its id in both tables, and --parent finds
+// them.
+func TestFanoutChildrenAreAudited(t *testing.T) {
+	t.Parallel()
+	s := store(t, nil)
+	e := newEnv(t)
+	e.StartWorker(worker.Config{Concurrency: 3})
+	startSink(t, e, s, "")
+	parent := e.Submit("core.echo", nil, func(r *schema.Request) {
+		r.Each, r.Parallel = &schema.Each{Param: "text", Values: []string{"a", "b", "c"}}, 2
+	})
+	ids := []string{parent}
+	for i := range 3 {
+		ids = append(ids, schema.FanoutChildID(parent, i))
+	}
+	var events uint64
+	for _, id := range ids {
+		events += uint64(len(e.Follow(id)))
+	}
+	waitStored(t, s, ids, events, 30*time.Second)
+	children, err := s.Jobs(t.Context(), audit.Filter{Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(children) != 3 {
+		t.Fatalf("children of %s: %+v", parent, children)
+	}
+	for _, c := range children {
+		if c.ParentID != parent || c.State != schema.StateSucceeded {
+			t.Fatalf("child %+v", c)
+		}
+	}
+	jobs, err := s.Jobs(t.Context(), audit.Filter{JobID: parent})
+	if err != nil || len(jobs) != 1 || jobs[0].Executor != "fanout" || jobs[0].State != schema.StateSucceeded || jobs[0].ParentID != "" {
+		t.Fatalf("parent: %+v %v", jobs, err)
+	}
+	evs, err := s.Events(t.Context(), ids[1])
+	if err != nil || len(evs) == 0 || evs[0].ParentID != parent {
+		t.Fatalf("a child's first event: %+v, %v", evs, err)
+	}
+}

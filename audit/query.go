@@ -22,6 +22,7 @@ type Job struct {
 	Queue      string         `json:"queue"`
 	Priority   string         `json:"priority,omitempty"`
 	Schedule   string         `json:"schedule,omitempty"`
+	ParentID   string         `json:"parent_id,omitempty"`
 	Attempt    int            `json:"attempt"`
 	Worker     string         `json:"worker"`
 	Executor   string         `json:"executor"`
@@ -43,10 +44,12 @@ type Filter struct {
 	Queue     string
 	// Schedule selects the jobs that a schedule's fires made.
 	Schedule string
-	State    schema.State
-	JobID    string
-	Since    time.Time
-	Until    time.Time
+	// Parent selects the children of a fan-out.
+	Parent string
+	State  schema.State
+	JobID  string
+	Since  time.Time
+	Until  time.Time
 	// Grep selects jobs whose output contains the text.
 	Grep  string
 	Limit int
@@ -80,6 +83,9 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 	}
 	if f.Schedule != "" {
 		add("schedule = ?", f.Schedule)
+	}
+	if f.Parent != "" {
+		add("parent_id = ?", f.Parent)
 	}
 	if !f.Since.IsZero() {
 		add("created_at >= toDateTime(?)", f.Since.Unix())
@@ -117,7 +123,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 		argMax(param_names, version), argMax(param_values, version),
 		argMax(has_exit, version), argMax(exit_code, version), argMax(error, version), argMax(reason, version),
 		min(created_at) AS created, argMax(started_at, version), argMax(finished_at, version), argMax(duration_ms, version),
-		argMax(commit, version), any(priority), any(schedule)
+		argMax(commit, version), any(priority), any(schedule), max(parent_id)
 	FROM ` + s.db + `.jobs WHERE ` + cond + `
 	GROUP BY job_id ` + having + `
 	ORDER BY created DESC, job_id DESC
@@ -139,7 +145,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 			started, ended time.Time
 		)
 		if err := rows.Scan(&j.JobID, &state, &j.Command, &j.Module, &j.Principal, &j.Queue, &attempt, &j.Worker, &j.Executor,
-			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS, &j.Commit, &j.Priority, &j.Schedule); err != nil {
+			&names, &values, &hasExit, &code, &j.Error, &j.Reason, &j.CreatedAt, &started, &ended, &j.DurationMS, &j.Commit, &j.Priority, &j.Schedule, &j.ParentID); err != nil {
 			return nil, err
 		}
 		j.State, j.Attempt, j.Params = schema.State(state), int(attempt), unflattenParams(names, values)
@@ -183,7 +189,7 @@ func (s *Store) Events(ctx context.Context, jobID string) ([]schema.Event, error
 			priority            string
 		)
 		if err := rows.Scan(&ev.JobID, &attempt, &seq, &secs, &ns, &kind, &state, &stream, &ev.Data, &hasExit, &code,
-			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image, &ev.Commit, &priority, &ev.Schedule); err != nil {
+			&ev.Error, &ev.Reason, &ev.Worker, &ev.Command, &ev.Principal, &ev.Queue, &names, &values, &ev.Executor, &ev.Image, &ev.Commit, &priority, &ev.Schedule, &ev.ParentID); err != nil {
 			return nil, err
 		}
 		ev.Priority = schema.Priority(priority)

@@ -168,9 +168,9 @@ func statements(sql string) []string {
 	return out
 }
 
-const eventColumns = "job_id, attempt, seq, time, time_ns, kind, state, stream, data, has_exit, exit_code, error, reason, worker, command, principal, queue, param_names, param_values, executor, image, commit, priority, schedule"
+const eventColumns = "job_id, attempt, seq, time, time_ns, kind, state, stream, data, has_exit, exit_code, error, reason, worker, command, principal, queue, param_names, param_values, executor, image, commit, priority, schedule, parent_id"
 
-const jobColumns = "job_id, version, state, command, module, principal, queue, attempt, worker, executor, param_names, param_values, has_exit, exit_code, error, reason, created_at, started_at, finished_at, duration_ms, commit, priority, schedule"
+const jobColumns = "job_id, version, state, command, module, principal, queue, attempt, worker, executor, param_names, param_values, has_exit, exit_code, error, reason, created_at, started_at, finished_at, duration_ms, commit, priority, schedule, parent_id"
 
 // Insert writes events, and the job rows they imply, in one batch per
 // table: job rows first, so that once an event is visible its job's row is
@@ -197,7 +197,7 @@ func (s *Store) Insert(ctx context.Context, events []schema.Event) error {
 		hasExit, code := exitOf(ev.ExitCode)
 		if err := eb.Append(ev.JobID, uint32(ev.Attempt), uint64(ev.Seq), ev.Time, uint64(ev.Time.UnixNano()),
 			string(ev.Kind), string(ev.State), string(ev.Stream), ev.Data, hasExit, code, ev.Error, ev.Reason,
-			ev.Worker, ev.Command, ev.Principal, ev.Queue, names, values, ev.Executor, ev.Image, ev.Commit, string(ev.Priority), ev.Schedule); err != nil {
+			ev.Worker, ev.Command, ev.Principal, ev.Queue, names, values, ev.Executor, ev.Image, ev.Commit, string(ev.Priority), ev.Schedule, ev.ParentID); err != nil {
 			_ = eb.Abort()
 			return fmt.Errorf("%w: append event %s: %w", ErrRefused, ev.MsgID(), err)
 		}
@@ -246,7 +246,7 @@ func (s *Store) insertJobs(ctx context.Context, events []schema.Event) error {
 		module, _, _ := strings.Cut(ev.Command, ".")
 		if err := jb.Append(ev.JobID, version, string(ev.State), ev.Command, module, ev.Principal, ev.Queue,
 			uint32(ev.Attempt), ev.Worker, ev.Executor, names, values, hasExit, code, ev.Error, ev.Reason,
-			created, started, finished, durationMS, ev.Commit, string(ev.Priority), ev.Schedule); err != nil {
+			created, started, finished, durationMS, ev.Commit, string(ev.Priority), ev.Schedule, ev.ParentID); err != nil {
 			_ = jb.Abort()
 			return fmt.Errorf("%w: append job row of %s: %w", ErrRefused, ev.MsgID(), err)
 		}

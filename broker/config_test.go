@@ -105,6 +105,10 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 		broker.EventSubject("j1", "accepted"),
 		"$KV." + broker.StateBucket + ".j1",
 		"$KV." + broker.WorkersBucket + ".w1",
+		// Concurrency slots: a client may not take a slot, jump the line
+		// or plant a waiting job's request.
+		"$KV." + broker.SlotsBucket + ".key.db-main",
+		"$KV." + broker.SlotsBucket + ".req.j1",
 		broker.WorkerSubject("w1"),
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)

@@ -28,6 +28,9 @@ const (
 	// MaxDeliveriesAdvisories is where the server announces them.
 	MaxDeliveriesAdvisories = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + JobsStream + ".>"
 	ModulesBucket           = "WINCH_MODULES"
+	// SlotsBucket holds, per concurrency key, the jobs holding its slots and
+	// those waiting for one, with the waiting jobs' requests; workers only.
+	SlotsBucket = "WINCH_SLOTS"
 
 	// ControlConsumer is the durable consumer of ControlStream that every
 	// worker shares.

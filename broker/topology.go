@@ -359,6 +359,15 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", ModulesBucket, err)
 	}
+	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      SlotsBucket,
+		Description: "winch concurrency limits: the holders of each key's slots, the jobs waiting for one and their requests",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", SlotsBucket, err)
+	}
 	return nil
 }
 

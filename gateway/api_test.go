@@ -381,6 +381,9 @@ func TestBadBodiesPublishNothing(t *testing.T) {
 		{"bad params", `{"command":"core.echo","params":{"text":5,"colour":"red"}}`, 422, "invalid parameters for core.echo: colour: not a parameter of this command; it takes stderr, text; text: want a string, got the number 5"},
 		{"missing param", `{"command":"core.echo"}`, 422, "text: required"},
 		{"bad queue", `{"command":"core.echo","params":{"text":"a"},"queue":"Not A Queue"}`, 422, `queue "Not A Queue" is not valid`},
+		{"fan-out over a number", `{"command":"core.env","each":{"param":"count","values":["1","2"]}}`, 422, `"count" is of type int: a fan-out's values are text`},
+		{"parallel without each", `{"command":"core.echo","params":{"text":"a"},"parallel":2}`, 400, `"parallel" and "fail_fast" apply to a fan-out`},
+		{"each of the wrong type", `{"command":"core.echo","each":["a"]}`, 400, `"each" must be an object like`},
 	} {
 		body := tc.body
 		if strings.HasPrefix(body, `{"command":"core`) && !strings.Contains(body, `"queue"`) {
@@ -606,4 +609,23 @@ func (f *fixture) followQuiet(token, id string) []sseEvent {
 		return []sseEvent{{}}
 	}
 	return out
+}
+
+// POST /v1/jobs with each is a fan-out: the parent ends when its children
+// have, and each child is a job of its own that names its parent.
+func TestSubmitFanout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	body := fmt.Sprintf(`{"command":"core.echo","each":{"param":"text","values":["a","b","c"]},"parallel":2,"queue":%q}`, f.env.Queue)
+	var sub gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &sub)
+	events := f.follow(aliceToken, sub.ID)
+	if last := events[len(events)-1]; last.Kind != "finished" || last.Event.State != schema.StateSucceeded || last.Event.Fanout == nil || last.Event.Fanout.Succeeded != 3 {
+		t.Fatalf("parent: %s, last %+v", kinds(events), last.Event)
+	}
+	var child gateway.Job
+	f.must(http.StatusOK, "GET", "/v1/jobs/"+schema.FanoutChildID(sub.ID, 2), aliceToken, "", &child)
+	if child.State != schema.StateSucceeded || child.ParentID != sub.ID || child.Params["text"] != "c" {
+		t.Fatalf("child: %+v", child)
+	}
 }

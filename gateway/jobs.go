@@ -32,9 +32,14 @@ type SubmitRequest struct {
 	Queue string `json:"queue,omitempty"`
 	// Timeout bounds the run, like "30s" (the command's own applies too).
 	Timeout string `json:"timeout,omitempty"`
+	// Each makes it a fan-out: one child job per value, at most Parallel
+	// at once, stopping at the first failure if FailFast (winch run --each).
+	Each     *schema.Each `json:"each,omitempty"`
+	Parallel int          `json:"parallel,omitempty"`
+	FailFast bool         `json:"fail_fast,omitempty"`
 }
 
-var submitFields = []string{"command", "params", "queue", "timeout"}
+var submitFields = []string{"command", "params", "queue", "timeout", "each", "parallel", "fail_fast"}
 
 // errBody is a body that is not a SubmitRequest; its message says what to
 // send instead.
@@ -71,6 +76,9 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	if req.Command == "" {
 		return SubmitRequest{}, &errBody{`"command" is required: module.command, like core.echo (GET /v1/commands lists them)`}
 	}
+	if req.Each == nil && (req.Parallel != 0 || req.FailFast) {
+		return SubmitRequest{}, &errBody{`"parallel" and "fail_fast" apply to a fan-out: give "each" too, like "each": {"param": "name", "values": ["a", "b"]}`}
+	}
 	if len(req.Params) > maxParams {
 		return SubmitRequest{}, &errBody{fmt.Sprintf("%d parameters is more than the %d a request may have", len(req.Params), maxParams)}
 	}
@@ -92,8 +100,17 @@ func describeDecodeError(err error) string {
 			return fmt.Sprintf("the body must be a JSON object, not %s", typ.Value)
 		}
 		want := "a string"
-		if strings.HasPrefix(field, "params") {
+		switch {
+		case strings.HasPrefix(field, "params"):
 			want = "an object of parameters by name"
+		case field == "each":
+			want = `an object like {"param": "name", "values": ["a", "b"]}`
+		case field == "each.values":
+			want = "a list of strings"
+		case field == "parallel":
+			want = "a whole number"
+		case field == "fail_fast":
+			want = "true or false"
 		}
 		return fmt.Sprintf("%q must be %s, not %s", field, want, typ.Value)
 	case strings.HasPrefix(msg, "unknown field "):
@@ -184,7 +201,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 	}
 	prepared, err := producer.Prepare(catalog, producer.RunRequest{
 		Command: body.Command, Params: body.Params, Queue: body.Queue, Principal: id.Principal,
-		IdempotencyKey: key, Timeout: timeout,
+		IdempotencyKey: key, Timeout: timeout, Each: body.Each, Parallel: body.Parallel, FailFast: body.FailFast,
 	})
 	if err != nil {
 		s.fail(w, err)
@@ -277,11 +294,11 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ Identity) {
 
 // stateGroups are the names the list's state filter takes beside states.
 var stateGroups = map[string][]schema.State{
-	"active":   {schema.StateQueued, schema.StateRunning},
+	"active":   {schema.StateQueued, schema.StateWaiting, schema.StateRunning},
 	"finished": {schema.StateSucceeded, schema.StateFailed, schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead},
 }
 
-var allStates = []schema.State{schema.StateQueued, schema.StateRunning, schema.StateSucceeded, schema.StateFailed,
+var allStates = []schema.State{schema.StateQueued, schema.StateWaiting, schema.StateRunning, schema.StateSucceeded, schema.StateFailed,
 	schema.StateCancelled, schema.StateTimedOut, schema.StateRejected, schema.StateDead}
 
 // parseStates reads state=queued,running (or active, finished), repeatable.

@@ -87,7 +87,7 @@ func TestShippedConfigGatewayUser(t *testing.T) {
 	f.must(http.StatusOK, "GET", "/v1/jobs", bobToken, "", nil)
 	// The gateway user writes no state and no event.
 	gjs, _ := jetstream.New(gnc)
-	for _, subject := range []string{broker.EventSubject("j1", "finished"), "$KV." + broker.StateBucket + ".j1", broker.WorkerSubject("w1"), "$KV." + broker.ModulesBucket + ".x"} {
+	for _, subject := range []string{broker.EventSubject("j1", "finished"), "$KV." + broker.StateBucket + ".j1", broker.WorkerSubject("w1"), "$KV." + broker.ModulesBucket + ".x", "$KV." + broker.SlotsBucket + ".key.x"} {
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		if _, err := gjs.Publish(pctx, subject, []byte(`{"job_id":"j1","kind":"finished","state":"succeeded"}`)); err == nil {
 			t.Errorf("the gateway user published on %s", subject)

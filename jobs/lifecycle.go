@@ -42,10 +42,13 @@ const (
 	Over
 	// Busy: a live worker holds the job; deliver the request again later.
 	Busy
+	// Waits: the job waits for a concurrency slot (Wait); its request is
+	// kept aside until one is freed.
+	Waits
 )
 
 func (v Verdict) String() string {
-	return [...]string{"run", "over", "busy"}[v]
+	return [...]string{"run", "over", "busy", "waits"}[v]
 }
 
 // Claimant is a worker that received a request and would run it.
@@ -60,6 +63,8 @@ type Claimant struct {
 	// Notify are the webhooks for the job's end: the request's and the
 	// command's manifest's.
 	Notify []schema.NotifyTarget
+	// Slot is the concurrency key whose slot the job holds, if any.
+	Slot string
 }
 
 // Decision is a transition's result: the next state, whether it must be
@@ -73,8 +78,14 @@ type Decision struct {
 // Queued is the state of a job whose request is in the queue and that no
 // worker has claimed: it is what a job without a state entry is.
 func Queued(req schema.Request) schema.JobState {
-	return schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, CreatedAt: req.CreatedAt, Notify: req.Notify}
+	st := schema.JobState{JobID: req.ID, State: schema.StateQueued, Command: req.Command,
+		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, CreatedAt: req.CreatedAt, Notify: req.Notify,
+		ParentID: req.ParentID}
+	if req.Each != nil {
+		// A fan-out is one before any worker takes it.
+		st.Fanout = &schema.FanoutProgress{Param: req.Each.Param, Total: len(req.Each.Values), Parallel: max(req.Parallel, 1), FailFast: req.FailFast}
+	}
+	return st
 }
 
 // Claim decides what a delivered request does to its job, given the job's
@@ -97,13 +108,14 @@ func Claim(cur schema.JobState, holderAlive bool, c Claimant, now time.Time) Dec
 		// The command ran and may not run twice.
 		return Decision{State: Lose(cur, now), Write: true, Verdict: Over}
 	}
-	// Queued, or held by a dead worker before the command started (or whose
-	// command may run again): take it.
+	// Queued, waiting (its slot is now its), or held by a dead worker before
+	// the command started (or whose command may run again): take it.
 	next := cur
 	next.State = schema.StateRunning
 	next.Attempt++
 	next.Worker, next.Session, next.Executor = c.Worker, c.Session, c.Executor
 	next.Retry, next.Commit, next.Params, next.Notify = c.Retry, c.Commit, c.Params, c.Notify
+	next.Slot, next.WaitingFor, next.HeldBy = c.Slot, "", nil
 	next.StartedAt = time.Time{}
 	return Decision{State: next, Write: true, Verdict: Run}
 }
@@ -229,7 +241,7 @@ func Reject(cur schema.JobState, req schema.Request, principal, worker string, r
 		createdAt = cur.CreatedAt
 	}
 	return Decision{State: schema.JobState{
-		JobID: cur.JobID, State: schema.StateRejected, Command: req.Command, Principal: principal,
+		JobID: cur.JobID, State: schema.StateRejected, ParentID: req.ParentID, Command: req.Command, Principal: principal,
 		Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: req.Params, CreatedAt: createdAt, Attempt: cur.Attempt + 1, Worker: worker,
 		FinishedAt: now, Error: reason.Error(), Reason: rejectReason(reason), FinalSeq: 1, Notify: req.Notify,
 	}, Write: true, Verdict: Over}

@@ -96,6 +96,9 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 	if err != nil {
 		return Submitted{}, fmt.Errorf("encode request: %w", err)
 	}
+	if len(data) > req.SizeLimit() {
+		return Submitted{}, &schema.RequestError{Reason: fmt.Sprintf("the request is %d bytes encoded, more than the %d a request may be: shorten its values, or split a fan-out", len(data), req.SizeLimit())}
+	}
 	subject := broker.PriorityJobSubject(req.Queue, req.Priority.SubjectToken(), req.ID, req.Principal)
 	ack, err := c.publishRequest(ctx, subject, data, req.ID)
 	if last := c.nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), subject) {

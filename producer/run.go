@@ -37,6 +37,12 @@ type RunRequest struct {
 	// Priority orders it among the requests waiting on its queue (empty:
 	// normal).
 	Priority schema.Priority
+	// Each makes it a fan-out: one child job per value (see
+	// schema.Request.Each), at most Parallel at once, stopping at the first
+	// failure if FailFast.
+	Each     *schema.Each
+	Parallel int
+	FailFast bool
 }
 
 // ParamError is what is wrong with one parameter.
@@ -92,6 +98,9 @@ func Prepare(cat *modules.Catalog, req RunRequest) (schema.Request, error) {
 	cmd, err := cat.Lookup(req.Command)
 	if err != nil {
 		return schema.Request{}, err
+	}
+	if req.Each != nil {
+		return prepareFanout(cmd, req)
 	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
 	if err != nil {

@@ -38,6 +38,9 @@ type CommandSpec struct {
 	// Notify is a webhook to call when a run of the command ends (in the
 	// states listed), whoever ran it and however.
 	Notify *NotifyTarget `json:"notify,omitempty"`
+	// Concurrency, when set, bounds the runs of the command that hold its
+	// key at once; the others wait their turn.
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
 }
 
 // Resources are the limits a command runs within.
@@ -96,6 +99,9 @@ func (c CommandSpec) Check() error {
 		if err := c.Notify.Check(); err != nil {
 			v.add("notify", err.Error())
 		}
+	}
+	if c.Concurrency != nil {
+		c.Concurrency.check(c, &v)
 	}
 	for _, name := range c.ParamNames() {
 		p := c.Params[name]

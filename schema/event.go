@@ -17,6 +17,9 @@ const (
 	KindStarted  Kind = "started"  // the command started; carries executor and image
 	KindLog      Kind = "log"      // one or more lines of output on Stream
 	KindReleased Kind = "released" // the worker handed the job back (draining)
+	// KindWaiting: every slot of the job's concurrency key is held;
+	// WaitingFor names the key, HeldBy the jobs that hold it.
+	KindWaiting  Kind = "waiting"
 	KindFinished Kind = "finished" // the job ended in State
 	KindReaped   Kind = "reaped"   // what a lost worker left of an attempt (a container) was removed
 	// KindCancelRefused records a cancel request that was not allowed:
@@ -95,6 +98,15 @@ type Event struct {
 	// Notify are the webhooks to call for the job's end (the request's and
 	// the manifest's), on the events that end a job, for the notifier.
 	Notify []NotifyTarget `json:"notify,omitempty"`
+
+	// ParentID names the fan-out parent of a child job, on every event the
+	// job's worker writes.
+	ParentID string `json:"parent_id,omitempty"`
+	// WaitingFor and HeldBy, on waiting events.
+	WaitingFor string   `json:"waiting_for,omitempty"`
+	HeldBy     []string `json:"held_by,omitempty"`
+	// Fanout, on a fan-out parent's events: its progress.
+	Fanout *FanoutProgress `json:"fanout,omitempty"`
 }
 
 // MsgID is the event's Nats-Msg-Id.

@@ -20,6 +20,8 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"version":1,"id":"a","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","params":{"n":1e999}}`))
+	f.Add([]byte(`{"version":1,"id":"p","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","each":{"param":"name","values":["a","b"]},"parallel":2,"fail_fast":true,"parent_id":"q-1"}`))
+	f.Add([]byte(`{"version":1,"id":"p","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","each":{"param":"name","values":[]},"parallel":0}`))
 	f.Add([]byte("\x00\xff"))
 	f.Add([]byte(`{"VERSION":1,"Id":"a","cOmmand":"x.y","Queue":"q","Principal":"p","Created_at":"2026-01-01T00:00:00Z","Params":{"N":1}}`))
 	for _, tt := range requestCases {
@@ -109,6 +111,8 @@ func FuzzDecodeControlRequest(f *testing.F) {
 	f.Add([]byte(`{"Version":1,"ID":"c1","Action":"cancel","Job_ID":"j1","Principal":"alice","Created_At":"2026-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"version":1,"id":"c1","action":"cancel","action":"cancel","job_id":"j1","principal":"alice","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"version":1,"id":"c1","action":null,"job_id":"j1","principal":"alice","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"version":1,"id":"p","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","each":{"param":"name","values":["a","b"]},"parallel":2,"fail_fast":true,"parent_id":"q-1"}`))
+	f.Add([]byte(`{"version":1,"id":"p","command":"x.y","queue":"q","principal":"p","created_at":"2026-01-01T00:00:00Z","each":{"param":"name","values":[]},"parallel":0}`))
 	f.Add([]byte("\x00\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := schema.DecodeControlRequest(data)

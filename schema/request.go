@@ -23,6 +23,18 @@ const DefaultQueue = "default"
 // hard limit, this one gives a clear error before it.
 const MaxRequestBytes = 256 << 10
 
+// MaxFanoutRequestBytes bounds an encoded fan-out request (one with each),
+// whose values may be many: under the jobs stream's 1 MiB messages.
+const MaxFanoutRequestBytes = 1000 << 10
+
+// SizeLimit is the most bytes r may take encoded.
+func (r Request) SizeLimit() int {
+	if r.Each != nil {
+		return MaxFanoutRequestBytes
+	}
+	return MaxRequestBytes
+}
+
 // Request asks for one command to run. Clients publish it, JSON encoded, on
 // winch.jobs.<queue>.<id>.<principal> with the ID as the Nats-Msg-Id header.
 type Request struct {
@@ -62,7 +74,29 @@ type Request struct {
 	// Schedule names the schedule whose fire made this request, when one
 	// did (a worker publishes it, on the schedule owner's subject).
 	Schedule string `json:"schedule,omitempty"`
+	// ParentID names the fan-out parent of a child request; a worker that
+	// drives the fan-out sets it.
+	ParentID string `json:"parent_id,omitempty"`
+	// Each makes the request a fan-out: a parent job that runs the command
+	// once per value, as child jobs, at most Parallel at once (default 1),
+	// in the order given, stopping at the first failure if FailFast.
+	Each     *Each `json:"each,omitempty"`
+	Parallel int   `json:"parallel,omitempty"`
+	FailFast bool  `json:"fail_fast,omitempty"`
 }
+
+// Each is a fan-out's values: one child job per value, with the value in
+// the parameter Param.
+type Each struct {
+	Param  string   `json:"param"`
+	Values []string `json:"values"`
+}
+
+// MaxFanout bounds a fan-out's values.
+const MaxFanout = 10_000
+
+// maxFanoutParentID leaves room in a job id for a child's "-<index>".
+const maxFanoutParentID = 64 - len("-9999")
 
 // Priority orders requests waiting on one queue: a free worker takes high
 // before normal before low (with the aging rule of the README).
@@ -135,7 +169,7 @@ var (
 //     is taken as the longest one: the command's own timeout wins anyway.
 func DecodeRequest(data []byte) (Request, error) {
 	var r Request
-	if len(data) > MaxRequestBytes {
+	if len(data) > MaxFanoutRequestBytes {
 		return r, &RequestError{Reason: fmt.Sprintf("request is %d bytes, more than the %d allowed", len(data), MaxRequestBytes)}
 	}
 	if !utf8.Valid(data) {
@@ -146,6 +180,9 @@ func DecodeRequest(data []byte) (Request, error) {
 	}
 	if err := r.Validate(); err != nil {
 		return Request{}, err
+	}
+	if len(data) > r.SizeLimit() {
+		return Request{}, &RequestError{Reason: fmt.Sprintf("request is %d bytes, more than the %d allowed", len(data), MaxRequestBytes)}
 	}
 	return r, nil
 }
@@ -249,6 +286,34 @@ var requestFields = []requestField{
 		}
 		return nil
 	}},
+	{"parent_id", "string", func(r *Request, raw []byte) error {
+		if err := json.Unmarshal(raw, &r.ParentID); err != nil {
+			return err
+		}
+		if !ValidJobID(r.ParentID) {
+			return &RequestError{Reason: fmt.Sprintf("parent_id %q is not a job id", r.ParentID)}
+		}
+		return nil
+	}},
+	{"each", "object", func(r *Request, raw []byte) error {
+		var e Each
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return &RequestError{Reason: fmt.Sprintf("each: %s (write {\"param\": NAME, \"values\": [\"a\", \"b\"]})", describeJSONError(err))}
+		}
+		r.Each = &e
+		return nil
+	}},
+	{"parallel", "number", func(r *Request, raw []byte) error {
+		n, ok := jsonInt(string(raw))
+		if !ok || n < 1 || n > MaxFanout {
+			return &RequestError{Reason: fmt.Sprintf("parallel is %s: want a whole number from 1 to %d", raw, MaxFanout)}
+		}
+		r.Parallel = n
+		return nil
+	}},
+	{"fail_fast", "boolean", func(r *Request, raw []byte) error { return json.Unmarshal(raw, &r.FailFast) }},
 }
 
 // requestFieldNames lists the field names for error messages.
@@ -641,7 +706,53 @@ func (r Request) Validate() error {
 			return &RequestError{Reason: fmt.Sprintf("notify item %d: %v", i, err)}
 		}
 	}
+	return r.validateFanout()
+}
+
+// validateFanout checks the fan-out fields: values to fan out over, a
+// parallelism only with them.
+func (r Request) validateFanout() error {
+	if r.ParentID != "" && !ValidJobID(r.ParentID) {
+		return &RequestError{Reason: fmt.Sprintf("parent_id %q is not a job id", r.ParentID)}
+	}
+	if r.Each == nil {
+		if r.Parallel != 0 || r.FailFast {
+			return &RequestError{Reason: "parallel and fail_fast apply to a fan-out: give each too"}
+		}
+		return nil
+	}
+	switch e := r.Each; {
+	case len(r.ID) > maxFanoutParentID:
+		return &RequestError{Reason: fmt.Sprintf("id %q is too long for a fan-out: at most %d characters, so that its children's ids (<id>-<index>) fit", r.ID, maxFanoutParentID)}
+	case !ValidParamName(e.Param):
+		return &RequestError{Reason: fmt.Sprintf("each: param %q is not a parameter name", e.Param)}
+	case len(e.Values) == 0:
+		return &RequestError{Reason: "each: values is empty: give at least one value to run the command for"}
+	case len(e.Values) > MaxFanout:
+		return &RequestError{Reason: fmt.Sprintf("each: %d values, more than the %d a fan-out takes: split them", len(e.Values), MaxFanout)}
+	case r.Parallel < 0 || r.Parallel > MaxFanout:
+		return &RequestError{Reason: fmt.Sprintf("parallel is %d: want a whole number from 1 to %d", r.Parallel, MaxFanout)}
+	}
+	if _, ok := r.Params[r.Each.Param]; ok {
+		return &RequestError{Reason: fmt.Sprintf("each: param %q is also given in params: each value replaces it, so give it in one place", r.Each.Param)}
+	}
 	return nil
+}
+
+// FanoutChild is the request of the fan-out's child for the value at
+// index: the parent's command, parameters and settings with the value in
+// Each.Param.
+func (r Request) FanoutChild(index int) Request {
+	c := r
+	c.ID = FanoutChildID(r.ID, index)
+	c.ParentID = r.ID
+	c.Each, c.Parallel, c.FailFast, c.IdempotencyKey = nil, 0, false, ""
+	c.Params = make(map[string]any, len(r.Params)+1)
+	for k, v := range r.Params {
+		c.Params[k] = v
+	}
+	c.Params[r.Each.Param] = r.Each.Values[index]
+	return c
 }
 
 // RequestError says why a request cannot run at all. A worker answers it with

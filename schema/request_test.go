@@ -137,8 +137,8 @@ var requestCases = []requestCase{
 	{name: "long s", data: renamed("version", `ver\u017fion`), wantErr: invalid + "unknown field \"ver\u017fion\" (field names are lower-case: did you mean \"version\"?)"},
 	{name: "both cases", data: requestDoc("Command", `"core.true"`), wantErr: invalid + `unknown field "Command" (field names are lower-case: did you mean "command"?)`},
 	{name: "camel case", data: renamed("created_at", "createdAt"), wantErr: invalid + `unknown field "createdAt" (did you mean "created_at"?)`},
-	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule)`},
-	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule)`},
+	{name: "unknown field", data: renamed("queue", "qeue"), wantErr: invalid + `unknown field "qeue" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule, parent_id, each, parallel, fail_fast)`},
+	{name: "empty name", data: requestDoc("", "1"), wantErr: invalid + `unknown field "" (the fields are version, id, command, params, queue, principal, idempotency_key, timeout, created_at, module_commit, notify, priority, schedule, parent_id, each, parallel, fail_fast)`},
 
 	// A name given twice is ambiguous.
 	{name: "field twice", data: strings.Replace(requestDoc(), `"command":"core.echo"`, `"command":"core.echo","command":"core.true"`, 1), wantErr: invalid + `field "command" is given more than once (give each field once)`},
@@ -300,6 +300,10 @@ func TestDecodeRequestEveryField(t *testing.T) {
 	want.Notify = []schema.NotifyTarget{{URL: "https://hooks.example/x?a=1", On: []schema.State{schema.StateFailed}, Format: schema.NotifySlack}}
 	want.Priority = schema.PriorityHigh
 	want.Schedule = "nightly-backup"
+	want.ParentID = "parent-1"
+	want.Each = &schema.Each{Param: "name", Values: []string{"main", "users"}}
+	want.Parallel = 2
+	want.FailFast = true
 	v := reflect.ValueOf(want)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

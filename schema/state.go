@@ -11,7 +11,10 @@ type State string
 
 // Job states. The last six are terminal: a job never leaves them.
 const (
-	StateQueued    State = "queued"
+	StateQueued State = "queued"
+	// StateWaiting: admitted, but every slot of its concurrency key is held;
+	// it starts when one is freed (WaitingFor, HeldBy).
+	StateWaiting   State = "waiting"
 	StateRunning   State = "running"
 	StateSucceeded State = "succeeded"
 	StateFailed    State = "failed"
@@ -73,6 +76,18 @@ type JobState struct {
 	// carries them.
 	Notify []NotifyTarget `json:"notify,omitempty"`
 
+	// ParentID names the fan-out parent whose child this job is.
+	ParentID string `json:"parent_id,omitempty"`
+	// WaitingFor is the concurrency key a waiting job waits for, HeldBy the
+	// jobs that held its slots when it began to wait.
+	WaitingFor string   `json:"waiting_for,omitempty"`
+	HeldBy     []string `json:"held_by,omitempty"`
+	// Slot is the concurrency key whose slot the job holds; it is freed
+	// when the job ends.
+	Slot string `json:"slot,omitempty"`
+	// Fanout is a fan-out parent's progress over its children.
+	Fanout *FanoutProgress `json:"fanout,omitempty"`
+
 	// FinalSeq is the seq of the event that ended the job, so that a worker
 	// that finds the job over can publish that event again, identically.
 	FinalSeq int `json:"final_seq,omitempty"`
@@ -110,6 +125,50 @@ func (s JobState) FinalEvent() Event {
 		Kind: kind, State: s.State, ExitCode: s.ExitCode, Error: s.Error, Reason: s.Reason,
 		Worker: s.Worker, Command: s.Command, Commit: s.Commit, Principal: s.Principal, Queue: s.Queue,
 		Priority: s.Priority, Schedule: s.Schedule, Params: s.Params, CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, Executor: s.Executor,
-		Notify: s.Notify,
+		Notify: s.Notify, ParentID: s.ParentID, Fanout: s.Fanout,
 	}
+}
+
+// FanoutProgress is how far a fan-out parent is: its children are the jobs
+// <parent>-<index> (FanoutChildID), one per value, launched in order.
+type FanoutProgress struct {
+	// Param is the parameter each child gets its value in.
+	Param    string `json:"param"`
+	Total    int    `json:"total"`
+	Parallel int    `json:"parallel"`
+	FailFast bool   `json:"fail_fast,omitempty"`
+	// Launched children are the first Launched; of them, those that ended
+	// are counted by how. Skipped are those never launched because the
+	// fan-out stopped (cancel, --fail-fast).
+	Launched  int `json:"launched"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+	Skipped   int `json:"skipped,omitempty"`
+}
+
+// Done is how many children have ended.
+func (p FanoutProgress) Done() int { return p.Succeeded + p.Failed + p.Cancelled }
+
+// Running is how many launched children have not ended.
+func (p FanoutProgress) Running() int { return p.Launched - p.Done() }
+
+// String is the progress as people read it: "3/4 done, 1 running".
+func (p FanoutProgress) String() string {
+	s := fmt.Sprintf("%d/%d done, %d running", p.Done(), p.Total, p.Running())
+	if p.Failed > 0 {
+		s += fmt.Sprintf(", %d failed", p.Failed)
+	}
+	if p.Cancelled > 0 {
+		s += fmt.Sprintf(", %d cancelled", p.Cancelled)
+	}
+	if p.Skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", p.Skipped)
+	}
+	return s
+}
+
+// FanoutChildID names the child of parent for the value at index.
+func FanoutChildID(parent string, index int) string {
+	return fmt.Sprintf("%s-%d", parent, index)
 }

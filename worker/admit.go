@@ -21,6 +21,12 @@ type admission struct {
 	cmd    modules.Command
 	params map[string]any // validated and normalized
 	masked map[string]any // the same, secrets masked
+	// slotKey and slotLimit are the command's concurrency limit for these
+	// parameters ("" when it has none); woken says the job's slot was
+	// handed to it while it waited.
+	slotKey   string
+	slotLimit int
+	woken     bool
 }
 
 // rejection is a request that can never run, with what may be recorded of it.
@@ -77,13 +83,20 @@ func (w *Worker) admit(d delivery, subject string, data []byte, fallbackID strin
 		req.Params = cmd.Spec.MaskParams(req.Params)
 		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: err}
 	}
+	if req.Each != nil {
+		return w.admitFanout(req, cmd)
+	}
 	params, err := cmd.Spec.ValidateParams(req.Params)
 	if err != nil {
 		req.Params = cmd.Spec.MaskParams(req.Params)
 		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal,
 			reason: fmt.Errorf("invalid parameters for %s: %w", req.Command, err)}
 	}
-	return admission{req: req, cmd: cmd, params: params, masked: cmd.Spec.MaskParams(params)}, nil
+	adm := admission{req: req, cmd: cmd, params: params, masked: cmd.Spec.MaskParams(params)}
+	if c := cmd.Spec.Concurrency; c != nil && req.Each == nil {
+		adm.slotKey, adm.slotLimit = cmd.Spec.ConcurrencyKey(params), c.Limit
+	}
+	return adm, nil
 }
 
 // resolveTimeout bounds finding a command, which may mean fetching its
@@ -106,4 +119,23 @@ func rejectedID(msg jetstream.Msg, meta *jetstream.MsgMetadata) string {
 		return id
 	}
 	return "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
+
+// admitFanout admits a fan-out parent: every child's parameters must be
+// valid, or none runs. The parent's own parameters are those the children
+// share.
+func (w *Worker) admitFanout(req schema.Request, cmd modules.Command) (admission, error) {
+	if err := cmd.Spec.CheckFanoutParam(req.Each.Param); err != nil {
+		req.Params = cmd.Spec.MaskParams(req.Params)
+		return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal, reason: fmt.Errorf("each: %w", err)}
+	}
+	for i := range req.Each.Values {
+		if _, err := cmd.Spec.ValidateParams(req.FanoutChild(i).Params); err != nil {
+			req.Params = cmd.Spec.MaskParams(req.Params)
+			req.Each = nil // which values are secret is the command's to say: keep none
+			return admission{}, &rejection{id: req.ID, req: req, principal: req.Principal,
+				reason: fmt.Errorf("invalid parameters for %s, value %d of each: %w", req.Command, i+1, err)}
+		}
+	}
+	return admission{req: req, cmd: cmd, params: req.Params, masked: cmd.Spec.MaskParams(req.Params)}, nil
 }

@@ -117,7 +117,7 @@ func (a *attempt) run() {
 
 	req := a.adm.req
 	a.events.Emit(schema.Event{Kind: schema.KindAccepted, State: schema.StateRunning, Command: req.Command,
-		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit})
+		Principal: req.Principal, Queue: req.Queue, Priority: req.Priority, Schedule: req.Schedule, Params: a.adm.masked, CreatedAt: req.CreatedAt, Commit: a.adm.cmd.Commit, ParentID: req.ParentID})
 
 	var keeper sync.WaitGroup
 	keeper.Go(func() { a.keepAlive(ctx) })
@@ -315,9 +315,13 @@ func (a *attempt) finish(e jobs.Ending) {
 		a.log.Error("publish the job's events; leaving the request to be redelivered", "err", err)
 		return
 	}
+	if key := st.Slot; key != "" && !a.w.freeSlot(ctx, key, a.id()) {
+		return // the redelivery finds the job over and frees the slot
+	}
 	if err := a.d.Ack(); err != nil {
 		a.log.Warn("ack", "err", err)
 	}
+	a.w.tellParent(ctx, st)
 	a.w.cfg.Metrics.Finished(a.adm.req.Command, a.adm.req.Queue, string(st.State), a.startTime(), time.Now())
 	a.log.Info("job finished", "state", st.State, "exit_code", derefInt(st.ExitCode), "error", st.Error)
 }
@@ -343,7 +347,7 @@ func (a *attempt) release(why string) {
 	}
 	if !handedBack {
 		a.events.Emit(st.FinalEvent())
-		if err := a.events.Flush(ctx); err == nil {
+		if err := a.events.Flush(ctx); err == nil && (st.Slot == "" || a.w.freeSlot(ctx, st.Slot, a.id())) {
 			_ = a.d.Ack()
 		}
 		a.log.Warn("job interrupted: it may not run twice, so it is not handed back", "why", why)

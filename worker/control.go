@@ -60,7 +60,8 @@ func (w *Worker) decideControl(m jetstream.Msg) {
 	_ = m.Ack()
 }
 
-// cancelJob decides a cancel of job by principal.
+// cancelJob decides a cancel of job by principal; m is the control
+// request, nil when a fan-out's driver cancels its children.
 func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string) (schema.ControlReply, error) {
 	admin := w.cfg.Roles.Has(by, jobs.AdminRole)
 	var outcome schema.ControlOutcome
@@ -101,6 +102,12 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 	case schema.OutcomeCancelled:
 		w.log.Info("queued job cancelled", "job", job, "by", by)
 		w.publish(ctx, st.FinalEvent())
+		if st.WaitingFor != "" {
+			// It waited for a slot: give its place in line up.
+			w.freeSlot(ctx, st.WaitingFor, job)
+			_ = w.limits.DropRequest(ctx, job)
+		}
+		w.tellParent(ctx, st)
 		if queuedSeq != 0 {
 			// Its request will never run: take it out of the queue now.
 			if s, err := w.js.Stream(ctx, broker.JobsStream); err == nil {
@@ -119,6 +126,9 @@ func (w *Worker) cancelJob(ctx context.Context, m jetstream.Msg, job, by string)
 // recordRefusal writes the audit record of a refused control request.
 func (w *Worker) recordRefusal(ctx context.Context, m jetstream.Msg, st schema.JobState, by, why string) {
 	seq := jobs.ObserverSeq + 1
+	if m == nil {
+		return // a fan-out's driver cancels as the owner: never refused
+	}
 	if meta, err := m.Metadata(); err == nil {
 		seq += int(meta.Sequence.Stream % jobs.ObserverSeq)
 	}

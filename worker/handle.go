@@ -100,12 +100,29 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	}
 
 	log := w.log.With("job", adm.req.ID, "command", adm.req.Command)
+	if adm.slotKey != "" {
+		switch w.acquireSlot(ctx, msg, meta, &adm) {
+		case slotWaits:
+			_ = d.Ack() // its request is kept until a slot is its
+			return
+		case slotRetry:
+			_ = d.Nak(time.Second)
+			return
+		case slotOver:
+			_ = d.Term()
+			return
+		}
+	}
 	entry, dec, wait, err := w.claim(ctx, adm)
 	switch {
 	case err != nil && lastTry:
 		log.Error("cannot claim the job on its last delivery; it is dead", "err", err)
 		if _, err := w.bury(ctx, adm.req.ID, &adm.req, "could not be claimed on its last delivery: "+err.Error()); err != nil {
 			log.Error("record the dead job; its request is kept for the dead-letter rules", "err", err)
+			_ = d.Nak(time.Second)
+			return
+		}
+		if adm.slotKey != "" && !w.freeSlot(ctx, adm.slotKey, adm.req.ID) {
 			_ = d.Nak(time.Second)
 			return
 		}
@@ -120,11 +137,28 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		// just recorded): make sure its end is published, then drop it.
 		log.Debug("job is over; dropping the request", "state", dec.State.State)
 		w.publish(ctx, dec.State.FinalEvent())
+		if key := heldSlot(dec.State, &adm); key != "" && !w.freeSlot(ctx, key, adm.req.ID) {
+			_ = d.Nak(time.Second) // its redelivery frees the slot
+			return
+		}
+		if adm.req.Each != nil && dec.State.State == schema.StateCancelled {
+			// Cancelled while its driver died: its children are cancelled
+			// here instead.
+			w.cancelChildren(ctx, dec.State)
+		}
+		w.tellParent(ctx, dec.State)
 		_ = d.Term()
 		return
 	case dec.Verdict == jobs.Busy:
 		log.Debug("job is held by a live worker; trying again later", "holder", dec.State.Worker)
 		_ = d.Nak(max(wait+100*time.Millisecond, w.topo.HeartbeatInterval()))
+		return
+	}
+	if adm.woken {
+		_ = w.limits.DropRequest(ctx, adm.req.ID)
+	}
+	if adm.req.Each != nil {
+		w.startFanout(d, adm, entry, log)
 		return
 	}
 	a := &attempt{w: w, d: d, adm: adm, log: log, entry: entry, lastTry: lastTry, delivered: int(meta.NumDelivered),
@@ -137,9 +171,14 @@ func (w *Worker) handle(msg jetstream.Msg) {
 // request, or leave it for later (wait says how long the holder has).
 func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, dec jobs.Decision, wait time.Duration, err error) {
 	c := jobs.Claimant{Worker: w.cfg.ID, Session: w.session, Executor: w.cfg.Executor.Name(),
-		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify}
+		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify, Slot: adm.slotKey}
 	if n := adm.cmd.Spec.Notify; n != nil {
 		c.Notify = append(slices.Clip(c.Notify), *n)
+	}
+	if adm.req.Each != nil {
+		// A fan-out parent runs nothing itself: another worker may always
+		// take over driving it.
+		c.Retry, c.Executor = true, "fanout"
 	}
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}
@@ -187,8 +226,10 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	queued := jobs.Queued(rej.req)
 	queued.JobID = rej.id
 	dec := jobs.Reject(queued, rej.req, rej.principal, w.cfg.ID, rej.reason, now)
+	held := "" // a woken job's slot, which its rejection frees
 	if schema.ValidJobID(rej.id) {
 		_, err := w.store.Update(ctx, rej.id, nil, func(cur jobs.Entry) (schema.JobState, bool, error) {
+			held = heldSlot(cur.State, nil)
 			dec = jobs.Reject(cur.StateOr(queued), rej.req, rej.principal, w.cfg.ID, rej.reason, now)
 			return dec.State, dec.Write, nil
 		})
@@ -198,6 +239,11 @@ func (w *Worker) reject(ctx context.Context, rej *rejection) jobs.Verdict {
 	}
 	if dec.Verdict != jobs.Busy {
 		w.publish(ctx, dec.State.FinalEvent())
+		w.tellParent(ctx, dec.State)
+		if held != "" {
+			w.freeSlot(ctx, held, rej.id)
+			_ = w.limits.DropRequest(ctx, rej.id)
+		}
 	}
 	return dec.Verdict
 }
@@ -228,6 +274,10 @@ func (w *Worker) bury(ctx context.Context, id string, req *schema.Request, why s
 		return false, nil
 	}
 	w.publish(ctx, entry.State.FinalEvent())
+	if key := heldSlot(entry.State, nil); key != "" && !w.freeSlot(ctx, key, id) {
+		return true, fmt.Errorf("free the concurrency slot of dead job %s", id)
+	}
+	w.tellParent(ctx, entry.State)
 	return true, nil
 }
 

@@ -116,7 +116,10 @@ type Worker struct {
 	store     *jobs.Store
 	schedules *schedule.Store
 	sessions  *jobs.Sessions
-	events    *jobs.Publisher
+	limits    *jobs.SlotStore
+	// keyLocks serialize this worker's writes of a concurrency key's entry.
+	keyLocks sync.Map
+	events   *jobs.Publisher
 	// session names this run of the worker in the liveness bucket and in
 	// the states of the jobs it holds.
 	session string
@@ -138,6 +141,10 @@ type Worker struct {
 
 	runningMu sync.Mutex
 	running   map[string]*attempt
+	// drivers are the fan-outs this worker drives, by parent; driving
+	// waits for them.
+	drivers map[string]*driver
+	driving sync.WaitGroup
 
 	// fetchCtx ends the loops that take work; jobsCtx ends running jobs,
 	// with errDraining as its cause, once the drain deadline passes, and
@@ -177,6 +184,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		slots:   make(chan struct{}, cfg.Concurrency),
 		handoff: make(chan jetstream.Msg, cfg.Concurrency),
 		running: map[string]*attempt{},
+		drivers: map[string]*driver{},
 	}, nil
 }
 
@@ -208,6 +216,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("open workers bucket: %w", err)
 	}
 	w.sessions = jobs.NewSessions(workers, topo.Lease())
+	slots, err := w.js.KeyValue(ctx, broker.SlotsBucket)
+	if err != nil {
+		return fmt.Errorf("open concurrency slots bucket: %w", err)
+	}
+	w.limits = jobs.NewSlotStore(slots)
 	w.events = jobs.NewPublisher(w.js, w.log)
 	if w.cfg.Metrics != nil {
 		w.events.CountWith(w.cfg.Metrics)
@@ -332,6 +345,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.stopFetch()
 		w.loops.Wait()
+		w.driving.Wait() // each hands its fan-out on to another worker
 		done := make(chan struct{})
 		go func() { w.jobs.Wait(); close(done) }()
 		timer := time.NewTimer(w.cfg.DrainTimeout)
@@ -386,6 +400,9 @@ func (w *Worker) untrack(a *attempt) {
 // ring is the doorbell: a worker that decided a cancel of a job this worker
 // runs says so. The job's state, not the message, decides what happens.
 func (w *Worker) ring(m *nats.Msg) {
+	if w.ringDriver(string(m.Data), m.Header.Get(childHeader)) {
+		return
+	}
 	w.runningMu.Lock()
 	a := w.running[string(m.Data)]
 	w.runningMu.Unlock()

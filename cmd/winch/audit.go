@@ -25,6 +25,7 @@ type AuditListCmd struct {
 	Module    string `help:"Only commands of this module."`
 	Queue     string `help:"Only jobs of this queue."`
 	Schedule  string `help:"Only jobs that this schedule's fires made."`
+	Parent    string `help:"Only the children of this fan-out (winch run --each)."`
 	Status    string `enum:",queued,running,succeeded,failed,cancelled,timed_out,rejected,dead" default:"" help:"Only jobs in this state."`
 	Job       string `help:"Only this job id."`
 	Since     string `default:"7d" help:"Only jobs created since: a duration back (24h, 7d) or a time (RFC 3339)."`
@@ -38,7 +39,7 @@ func (c *AuditListCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.outputOneOf("text", "json", "csv"); err != nil {
 		return err
 	}
-	f := audit.Filter{Principal: c.Principal, Command: c.Command, Module: c.Module, Queue: c.Queue, Schedule: c.Schedule,
+	f := audit.Filter{Principal: c.Principal, Command: c.Command, Module: c.Module, Queue: c.Queue, Schedule: c.Schedule, Parent: c.Parent,
 		State: schema.State(c.Status), JobID: c.Job, Grep: c.Grep, Limit: c.Limit}
 	now := time.Now()
 	var err error
@@ -102,13 +103,21 @@ func (c *AuditJobCmd) Run(ctx context.Context, g *Globals) error {
 	if len(jobs) > 0 {
 		job = &jobs[0]
 	}
+	children, err := auditChildren(ctx, store, job)
+	if err != nil {
+		return err
+	}
 	if g.Output == "json" {
 		return json.NewEncoder(g.stdio.Out).Encode(struct {
-			Job    *audit.Job     `json:"job"`
-			Events []schema.Event `json:"events"`
-		}{job, events})
+			Job      *audit.Job     `json:"job"`
+			Events   []schema.Event `json:"events"`
+			Children []audit.Job    `json:"children,omitempty"`
+		}{job, events, children})
 	}
-	return writeAuditJob(g.stdio.Out, job, events, time.Local)
+	if err := writeAuditJob(g.stdio.Out, job, events, time.Local); err != nil {
+		return err
+	}
+	return writeAuditChildren(g.stdio.Out, children)
 }
 
 // AuditPruneCmd is `winch audit prune --older-than 90d`.

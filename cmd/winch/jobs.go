@@ -32,6 +32,9 @@ func (c *LogsCmd) Run(ctx context.Context, g *Globals) error {
 		defer store.Close()
 		archive = store
 	}
+	if st, err := client.Status(ctx, c.Job); err == nil && st.Fanout != nil && (c.Follow || st.State.Terminal()) {
+		return followFanout(ctx, g, client, c.Job, true)
+	}
 	err = client.Logs(ctx, c.Job, c.Follow, archive, newEventRenderer(g, true))
 	switch {
 	case errors.Is(err, producer.ErrNoEvents) && archive == nil:
@@ -104,7 +107,7 @@ func (c *PsCmd) Run(ctx context.Context, g *Globals) error {
 	defer nc.Close()
 	var states []schema.State
 	if !c.All {
-		states = []schema.State{schema.StateQueued, schema.StateRunning}
+		states = []schema.State{schema.StateQueued, schema.StateWaiting, schema.StateRunning}
 	}
 	jobs, err := client.List(ctx, states...)
 	if err != nil {

@@ -34,6 +34,8 @@ func newEventRenderer(g *Globals, all bool) func(schema.Event) error {
 				return err
 			case schema.KindReleased:
 				fmt.Fprintf(g.stdio.Err, "winch: worker %s stopped; job %s goes back to the queue\n", ev.Worker, ev.JobID)
+			case schema.KindWaiting:
+				fmt.Fprintf(g.stdio.Err, "winch: waiting: %s\n", waitingFor(ev.WaitingFor, ev.HeldBy))
 			}
 			return nil
 		}
@@ -97,12 +99,24 @@ func describeEvent(ev schema.Event) string {
 		if ev.Error != "" {
 			add("%s", ev.Error)
 		}
+	case schema.KindWaiting:
+		add("%s", waitingFor(ev.WaitingFor, ev.HeldBy))
 	default:
 		if ev.Error != "" {
 			add("%s", ev.Error)
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// waitingFor says what a waiting job waits for: "concurrency db-main is
+// full (held by JOB)".
+func waitingFor(key string, heldBy []string) string {
+	s := "concurrency " + key + " is full"
+	if len(heldBy) > 0 {
+		s += " (held by " + strings.Join(heldBy, ", ") + ")"
+	}
+	return s
 }
 
 func formatParams(params map[string]any) string {
@@ -150,6 +164,14 @@ func writeState(w io.Writer, st schema.JobState) error {
 	}
 	row("reason", st.Reason)
 	row("error", st.Error)
+	if st.WaitingFor != "" && st.State == schema.StateWaiting {
+		row("waiting", waitingFor(st.WaitingFor, st.HeldBy))
+	}
+	row("concurrency", st.Slot)
+	row("parent", st.ParentID)
+	if st.Fanout != nil {
+		row("children", st.Fanout.String())
+	}
 	if st.CancelRequested {
 		row("cancelled by", st.CancelledBy)
 	}
@@ -174,12 +196,13 @@ func duration(st schema.JobState) time.Duration {
 func writeJobs(w io.Writer, jobs []schema.JobState, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tCOMMAND\tSTATE\tPRINCIPAL\tQUEUE\tPRIORITY\tWORKER\tATTEMPT\tAGE\tSCHEDULE")
-	for _, st := range jobs {
+	for _, row := range fanoutRows(jobs) {
+		st := row.st
 		age := ""
 		if !st.CreatedAt.IsZero() {
 			age = now.Sub(st.CreatedAt).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", st.JobID, st.Command, st.State, st.Principal, st.Queue, st.Priority.Or(), dash(st.Worker), st.Attempt, age, dash(st.Schedule))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", row.label, st.Command, row.state, st.Principal, st.Queue, st.Priority.Or(), dash(st.Worker), st.Attempt, age, dash(st.Schedule))
 	}
 	return tw.Flush()
 }

@@ -34,6 +34,7 @@ type RunCmd struct {
 	Priority          string        `enum:"high,normal,low" default:"normal" help:"Which waiting request a free worker takes first (${enum})."`
 	At                string        `help:"Run once, later, at this time (RFC 3339, or YYYY-MM-DD HH:MM[:SS] local); prints the job id and returns."`
 	In                time.Duration `help:"Run once, after this long (like 2h); prints the job id and returns."`
+	FanoutFlags
 
 	Args []string `arg:"" passthrough:"" name:"command" predictor:"command" help:"MODULE.COMMAND, then its parameters as --name value (see winch commands)."`
 }
@@ -80,7 +81,14 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		Command: cmd.Name, Params: params, Queue: c.Queue, Principal: principal,
 		ID: c.ID, IdempotencyKey: c.IdempotencyKey, Timeout: c.Timeout, Priority: prio, Notify: notify,
 	}
+	if run.Each, err = c.each(cmd.Spec, g.stdio.In); err != nil {
+		return err
+	}
+	run.Parallel, run.FailFast = c.Parallel, c.FailFast
 	if c.At != "" || c.In != 0 {
+		if run.Each != nil {
+			return usageError("--at and --in do not take --each yet: schedule each run, or run the fan-out now")
+		}
 		return c.runLater(ctx, g, client, catalog, run)
 	}
 	sub, err := client.RunIn(ctx, catalog, run)
@@ -102,6 +110,9 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		_, err := fmt.Fprintln(g.stdio.Out, id)
 		return err
+	}
+	if run.Each != nil {
+		return followFanout(ctx, g, client, id, false)
 	}
 	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice, interruptPolicy{
 		cancel: c.CancelOnInterrupt, window: c.InterruptWindow, principal: principal})

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -112,6 +115,25 @@ func (s *SlotStore) KeptRequest(ctx context.Context, job string) (r KeptRequest,
 		return r, false, fmt.Errorf("kept request of %s: %w", job, err)
 	}
 	return r, true, nil
+}
+
+// WaitingJobs lists the jobs whose requests are kept (waiting for a slot,
+// or woken a moment ago), for readers: it reads the bucket's stream with
+// batched direct gets, which a client may make, and no consumer.
+func WaitingJobs(ctx context.Context, nc *nats.Conn) ([]string, error) {
+	prefix := "$KV." + broker.SlotsBucket + "." + requestKey("")
+	var ids []string
+	err := broker.ReadAll(ctx, nc, "KV_"+broker.SlotsBucket, prefix+">", func(m broker.StoredMsg) error {
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil
+		}
+		ids = append(ids, strings.TrimPrefix(m.Subject, prefix))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the waiting jobs: %w", err)
+	}
+	return ids, nil
 }
 
 // DropRequest forgets a kept request: its job was taken, or ended.

@@ -174,6 +174,24 @@ func TestConcurrencyWaitersStartInOrder(t *testing.T) {
 	if st.State != schema.StateWaiting || st.WaitingFor != "lock-"+e.Queue || !slices.Equal(st.HeldBy, []string{first}) {
 		t.Fatalf("status of a waiting job: %s for %q held by %v", st.State, st.WaitingFor, st.HeldBy)
 	}
+	// winch ps lists the holder running and every waiter waiting, though
+	// their requests have left the queue.
+	active, err := e.Client.List(t.Context(), schema.StateQueued, schema.StateWaiting, schema.StateRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]schema.State{}
+	for _, st := range active {
+		listed[st.JobID] = st.State
+	}
+	if listed[first] != schema.StateRunning {
+		t.Errorf("ps lists the holder %s as %q", first, listed[first])
+	}
+	for _, id := range waiting {
+		if listed[id] != schema.StateWaiting {
+			t.Errorf("ps lists the waiter %s as %q", id, listed[id])
+		}
+	}
 	high := e.Submit("test.locked", params(0), func(r *schema.Request) { r.Priority = schema.PriorityHigh })
 	e.WaitFor(high, schema.KindWaiting)
 	// Cancel the second waiter: it never starts.

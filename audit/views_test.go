@@ -51,15 +51,15 @@ func TestViewsOneRowPerJobAndEvent(t *testing.T) {
 		if n := count(t, conn, "SELECT count() FROM "+db+".jobs WHERE job_id = ?", tc.job); n != 2 {
 			t.Fatalf("job %s has %d rows in jobs, want its running and final rows (merges stopped)", tc.job, n)
 		}
-		var st, command string
+		var st, command, parent string
 		var code int32
 		var params []string
 		var rows uint64
-		if err := conn.QueryRow(t.Context(), "SELECT any(state), any(command), any(exit_code), any(param_names), count() FROM "+db+".jobs_latest WHERE job_id = ?", tc.job).
-			Scan(&st, &command, &code, &params, &rows); err != nil {
+		if err := conn.QueryRow(t.Context(), "SELECT any(state), any(command), any(exit_code), any(param_names), any(parent_id), count() FROM "+db+".jobs_latest WHERE job_id = ?", tc.job).
+			Scan(&st, &command, &code, &params, &parent, &rows); err != nil {
 			t.Fatal(err)
 		}
-		if rows != 1 || st != string(tc.want) || code != tc.code || command == "" || len(params) != 1 {
+		if rows != 1 || st != string(tc.want) || code != tc.code || command == "" || len(params) != 1 || parent != "" {
 			t.Errorf("jobs_latest for %s: %d rows, state %s, command %q, exit %d, params %v; want 1 row, %s, exit %d", tc.job, rows, st, command, code, params, tc.want, tc.code)
 		}
 	}

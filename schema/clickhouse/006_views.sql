@@ -42,7 +42,8 @@ SELECT
     argMax(duration_ms, version) AS duration_ms,
     argMax(commit, version) AS commit,
     argMax(priority, version) AS priority,
-    argMax(schedule, version) AS schedule
+    argMax(schedule, version) AS schedule,
+    argMax(parent_id, version) AS parent_id
 FROM {db}.jobs
 GROUP BY job_id;
 

@@ -239,9 +239,6 @@ func TestWorkloads(t *testing.T) {
 			// The probes' port: where the process serves them.
 			env := plainEnv(c)
 			addrVar, live, ready := "WINCH_METRICS_ADDR", "/healthz", "/readyz"
-			if c.Args[0] == "gateway" {
-				addrVar, live, ready = "WINCH_HTTP_ADDR", "/v1/openapi.json", "/v1/openapi.json"
-			}
 			_, port, err := net.SplitHostPort(env[addrVar])
 			if err != nil {
 				t.Fatalf("%s=%q: %v", addrVar, env[addrVar], err)

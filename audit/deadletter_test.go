@@ -1,14 +1,12 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +15,10 @@ import (
 
 	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/internal/jobtest"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/schema"
 )
-
-// lockedBuffer is a log the sink's goroutine writes while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // An event the audit store cannot hold (its time is past the end of
 // ClickHouse's DateTime, which the driver would silently wrap to another
@@ -72,7 +53,7 @@ func TestSinkDeadLettersWhatClickHouseRefuses(t *testing.T) {
 		}
 	}
 
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	reg := prometheus.NewRegistry()
 	sink, err := audit.NewSink(e.NC, s, audit.SinkConfig{Consumer: fmt.Sprintf("dead-%d", stamp), MaxWait: 500 * time.Millisecond,
 		AckWait: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: metrics.NewSink(reg),

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/winchhq/winch/gateway"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -85,7 +84,7 @@ func TestSubmitFollowAndRead(t *testing.T) {
 // it does not know, before doing anything.
 func TestEveryRouteAuthenticates(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	f := newFixture(t, options{noWorker: true, edit: func(c *gateway.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}})
@@ -126,24 +125,6 @@ func TestEveryRouteAuthenticates(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "unauthenticated request") || strings.Contains(out, aliceToken) || strings.Contains(out, "not-a-token") || strings.Contains(out, "aaa.bbb.ccc") {
 		t.Fatalf("the gateway's log:\n%s", out)
 	}
-}
-
-// lockedBuffer is a log's output, written from many handlers at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // queued is how many requests the test's queue holds.

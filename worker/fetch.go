@@ -29,8 +29,14 @@ type source struct {
 const agingEvery = 10
 
 // idlePoll is how long an idle worker's long polls wait before it looks
-// again at every source.
-const idlePoll = time.Second
+// again at every source. A worker with fewer free slots than sources
+// (concurrency 1 serves three priorities of a queue) long-polls only the
+// highest ones; it looks at the others every shortPoll, so that a request
+// there waits that long at most, for a few pull requests a second.
+const (
+	idlePoll  = time.Second
+	shortPoll = idlePoll / 4
+)
 
 // sources opens the consumers of the worker's queues, highest priority
 // first, then in the order of the queues.
@@ -153,6 +159,10 @@ func (w *Worker) take(s *source, n int) (int, error) {
 // each source not already polled, highest priority first, while slots are
 // free. Each poll says on wake when it is over.
 func (w *Worker) pollIdle(sources []*source, wake chan<- struct{}, polls *sync.WaitGroup) {
+	wait := idlePoll
+	if cap(w.slots) < len(sources) {
+		wait = shortPoll
+	}
 	for _, s := range sources {
 		if s.polling.Load() {
 			continue
@@ -166,7 +176,7 @@ func (w *Worker) pollIdle(sources []*source, wake chan<- struct{}, polls *sync.W
 		polls.Add(1)
 		go func() {
 			defer polls.Done()
-			ctx, cancel := context.WithTimeout(w.fetchCtx, idlePoll)
+			ctx, cancel := context.WithTimeout(w.fetchCtx, wait)
 			defer cancel()
 			got := 0
 			batch, err := s.c.Fetch(1, jetstream.FetchContext(ctx))

@@ -50,12 +50,14 @@ image: ""
 build: Dockerfile
 commands:
   hello:
-    help: Print what the image holds
-    run: ["cat", "/hello.txt"]
+    help: Print what the image holds, and hold the worker's one slot a second
+    run: ["sh", "-c", "cat /hello.txt; sleep 1"]
 `
 
 // Two workers asking for a module's image at once build it once; the build
-// log is an event of the job that built it, and both jobs run in it.
+// log is an event of the job that built it, and both jobs run in it. Each
+// worker has one slot and each job holds it through the build and a second
+// more, so the second job goes to the other worker.
 func TestDerivedImageBuiltOncePerCommit(t *testing.T) {
 	t.Parallel()
 	name := fmt.Sprintf("img%d", time.Now().UnixNano()%1e9)

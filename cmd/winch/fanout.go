@@ -246,11 +246,7 @@ func writeAuditChildren(w io.Writer, children []audit.Job) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSTATE\tEXIT\tPARAMS\tERROR")
 	for _, c := range children {
-		exit := "-"
-		if c.ExitCode != nil {
-			exit = fmt.Sprint(*c.ExitCode)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.JobID, c.State, exit, formatParams(c.Params), dash(c.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.JobID, c.State, exitOrDash(c.ExitCode), formatParams(c.Params), dash(c.Error))
 	}
 	return tw.Flush()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -212,6 +213,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// exitOrDash is an exit code for a table, "-" when there is none.
+func exitOrDash(code *int) string {
+	if code == nil {
+		return "-"
+	}
+	return strconv.Itoa(*code)
 }
 
 // writeCommands writes the command tree with the parameters of each.

@@ -17,16 +17,12 @@ func writeAuditTable(w io.Writer, jobs []audit.Job, loc *time.Location) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tPRINCIPAL\tCOMMAND\tSTATUS\tEXIT\tDURATION\tJOB\tSCHEDULE")
 	for _, j := range jobs {
-		exit := "-"
-		if j.ExitCode != nil {
-			exit = strconv.Itoa(*j.ExitCode)
-		}
 		dur := "-"
 		if !j.FinishedAt.IsZero() && !j.StartedAt.IsZero() {
 			dur = (time.Duration(j.DurationMS) * time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.CreatedAt.In(loc).Format("2006-01-02 15:04:05"),
-			j.Principal, j.Command, j.State, exit, dur, j.JobID, dash(j.Schedule))
+			j.Principal, j.Command, j.State, exitOrDash(j.ExitCode), dur, j.JobID, dash(j.Schedule))
 	}
 	return tw.Flush()
 }

@@ -43,9 +43,9 @@ func Unanswered(ctx context.Context, err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
-// tryTimeout is how long one try waits for an answer: nats.go's default
-// JetStream API timeout.
-const tryTimeout = 5 * time.Second
+// TryTimeout is how long one try of a call that must survive a failover
+// waits for an answer: nats.go's default JetStream API timeout.
+const TryTimeout = 5 * time.Second
 
 // AcrossFailover runs call until it gets an answer (a result or an error
 // that is not Unanswered), ctx ends or FailoverWait passes, pausing briefly
@@ -55,7 +55,7 @@ func AcrossFailover(ctx context.Context, call func(context.Context) error) error
 	for {
 		// Each try has a time of its own: a request that reached a stream
 		// without a leader is never answered, even once there is one.
-		tryCtx, cancel := context.WithTimeout(ctx, tryTimeout)
+		tryCtx, cancel := context.WithTimeout(ctx, TryTimeout)
 		err := call(tryCtx)
 		cancel()
 		if !Unanswered(ctx, err) || time.Now().After(deadline) {

@@ -106,7 +106,7 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 			ErrNotPermitted, req.Principal, req.Queue)
 	}
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) { // still, after a failover's time
 			return Submitted{}, fmt.Errorf("publish request: %w: %w", ErrNoTopology, err)
 		}
 		return Submitted{}, fmt.Errorf("publish request: %w", err)
@@ -119,27 +119,21 @@ func (c *Client) Submit(ctx context.Context, req schema.Request) (Submitted, err
 // publishRequest publishes a request and waits for the stream to have it.
 // When the stream does not answer, it is either not there (no topology:
 // said at once) or between leaders (a server of a cluster was lost): then
-// the same request is published again until it is stored; its id, the
-// message id, makes a repeat one the stream drops.
+// the same request is published again until it is stored
+// (broker.AcrossFailover); its id, the message id, makes a repeat one the
+// stream drops.
 func (c *Client) publishRequest(ctx context.Context, subject string, data []byte, id string) (*jetstream.PubAck, error) {
-	deadline := time.Now().Add(broker.FailoverWait)
-	for {
-		ack, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectStream(broker.JobsStream))
-		// No answer in time (the publish's own timeout, not the caller's):
-		// the request reached a server whose stream has no leader now.
-		timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
-		if err == nil || !timedOut && !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
-			return ack, err
+	var ack *jetstream.PubAck
+	err := broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+		ack, err = c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id), jetstream.WithExpectStream(broker.JobsStream))
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			if _, serr := c.js.Stream(ctx, broker.JobsStream); errors.Is(serr, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("%w: %v", ErrNoTopology, err) // an answer: no more tries
+			}
 		}
-		if _, serr := c.js.Stream(ctx, broker.JobsStream); !timedOut && errors.Is(serr, jetstream.ErrStreamNotFound) {
-			return ack, err
-		}
-		select {
-		case <-ctx.Done():
-			return ack, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		return err
+	})
+	return ack, err
 }
 
 // Status returns the job's latest state: what its worker recorded or, for a

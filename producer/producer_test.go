@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -150,5 +151,22 @@ func TestNoTopology(t *testing.T) {
 	defer nc.Close()
 	if _, err := producer.New(t.Context(), nc, nil); !errors.Is(err, producer.ErrNoTopology) {
 		t.Fatalf("New on a bare server: %v", err)
+	}
+	// With the state bucket but no requests stream, a submit says so at
+	// once rather than waiting out a failover for a stream that is not there.
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: broker.StateBucket}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := producer.New(t.Context(), nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, err := c.Submit(t.Context(), schema.Request{Command: "core.true", Principal: "alice"}); !errors.Is(err, producer.ErrNoTopology) {
+		t.Fatalf("Submit without a requests stream: %v", err)
+	}
+	if took := time.Since(began); took > broker.FailoverWait/2 {
+		t.Errorf("Submit without a requests stream took %s: it waited for a failover", took)
 	}
 }

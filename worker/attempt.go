@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/jobs"
 	"github.com/winchhq/winch/schema"
 )
@@ -73,9 +74,6 @@ func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (
 	return entry.State, nil
 }
 
-// endTryTimeout is how long one try of updateEnd waits for the broker.
-const endTryTimeout = 5 * time.Second
-
 // updateEnd is update for recording the end of an attempt, which must not
 // be lost to a passing failure (a broker failing over): it tries again,
 // backing off, until it succeeds, the transition is refused, or ctx ends.
@@ -83,7 +81,7 @@ func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState
 	for try := 1; ; try++ {
 		// Each try waits for its own answer: a write that reached a stream
 		// without a leader is never answered, even once there is one.
-		tryCtx, cancel := context.WithTimeout(ctx, endTryTimeout)
+		tryCtx, cancel := context.WithTimeout(ctx, broker.TryTimeout)
 		st, err := a.update(tryCtx, transition)
 		cancel()
 		if err == nil || errors.Is(err, errClaimLost) || errors.Is(err, jobs.ErrContended) {

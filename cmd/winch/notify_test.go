@@ -2,15 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/notify"
 )
 
@@ -64,5 +68,89 @@ func TestDevNotifiesWhenARunEnds(t *testing.T) {
 	}
 	if err := dev.Wait(); err != nil {
 		t.Fatalf("winch dev exited with %v after Ctrl-C", err)
+	}
+}
+
+// `winch notifier`, first started after runs with --notify had ended,
+// delivers them (the topology kept them), retries a receiver that failed,
+// gives up on one that refuses, and counts all three on its metrics server,
+// which is ready once it takes events.
+func TestNotifierDeliversWhatEndedBeforeItStartedAndCounts(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	tries := map[string]int{}
+	ids := map[string][]string{}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tries[r.URL.Path]++
+		ids[r.URL.Path] = append(ids[r.URL.Path], r.Header.Get(notify.HeaderDelivery))
+		n := tries[r.URL.Path]
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/gone":
+			w.WriteHeader(http.StatusGone)
+		case r.URL.Path == "/flaky" && n == 1:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer recv.Close()
+	env := []string{"WINCH_NATS_URL=" + testenv.OwnNATS(t).ClientURL(), "WINCH_EXECUTOR=process", "WINCH_NOTIFY_SECRET=s3cret"}
+	_, worker := startWinch(t, env, "worker")
+	waitLog(t, worker, "worker serving")
+	go func() {
+		for worker.Scan() {
+		}
+	}()
+	for _, path := range []string{"/ok", "/flaky", "/gone"} {
+		out, code := runWinch(t, env, "--as", "carol", "run", "--notify", recv.URL+path, "core.exit", "--code", "3")
+		if code != 3 || !strings.Contains(out, "no notifier is running") {
+			t.Fatalf("winch run --notify %s: exit %d\n%s", path, code, out)
+		}
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	notifier, lines := startWinch(t, append(env, "WINCH_METRICS_ADDR="+addr), "notifier")
+	waitLog(t, lines, "notifier running")
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	if code, body := httpGet(t, "http://"+addr+"/readyz", ""); code != http.StatusOK {
+		t.Fatalf("/readyz of a running notifier: %d %s", code, body)
+	}
+	wants := map[string]float64{
+		"winch_notifications_delivered_total":                    2,
+		"winch_notifications_retried_total":                      1,
+		`winch_notifications_failed_total{reason="refused"}`:     1,
+		`winch_notifications_failed_total{reason="expired"}`:     0,
+		`winch_notifications_failed_total{reason="not_allowed"}`: 0,
+	}
+	var body string
+	var wrong []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, body = httpGet(t, "http://"+addr+"/metrics", "")
+		wrong = wrong[:0]
+		for name, want := range wants {
+			metric, label, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
+			if got, ok := sample(body, metric, label); !ok || got != want {
+				wrong = append(wrong, fmt.Sprintf("%s = %v (found %v), want %v", name, got, ok, want))
+			}
+		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(wrong) > 0 {
+		t.Fatalf("%s\n/metrics:\n%s", strings.Join(wrong, "\n"), body)
+	}
+	mu.Lock()
+	if len(ids["/ok"]) != 1 || len(ids["/flaky"]) != 2 || ids["/flaky"][0] != ids["/flaky"][1] || len(ids["/gone"]) != 1 {
+		t.Errorf("the receiver got %v", ids)
+	}
+	mu.Unlock()
+	if err := notifier.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := notifier.Wait(); err != nil {
+		t.Fatalf("winch notifier exited with %v after SIGTERM", err)
 	}
 }

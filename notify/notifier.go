@@ -97,7 +97,7 @@ type Config struct {
 	// Prometheus (Stats counts them too).
 	Metrics *metrics.Notifier
 	Client  *http.Client
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/winchhq/winch/internal/gittest"
+	"github.com/winchhq/winch/producer"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -149,5 +150,77 @@ func TestRunInterrupts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Ctrl-C at the prompt of a context marked confirm: true ends winch run at
+// once, with stdin still open, saying that nothing was published; and
+// nothing was.
+func TestConfirmPromptInterrupted(t *testing.T) {
+	t.Parallel()
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "WINCH_PRINCIPAL=tester"}
+	if out, code := runWinch(t, env, "context", "add", "careful", "--nats-url", natsURL, "--confirm"); code != 0 {
+		t.Fatalf("winch context add: exit %d\n%s", code, out)
+	}
+	id := fmt.Sprintf("confirm-%d", interruptSeq.Add(1))
+	cmd := winchCmd(t, append(env, "WINCH_NATS_URL="), "--context", "careful", "run", "--id", id, "core.echo", "--text", "hi")
+	stdin, err := cmd.StdinPipe() // left open: nobody answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The prompt ends without a newline: read what comes until it is there.
+	var said strings.Builder
+	prompted := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 256)
+		once := false
+		for {
+			n, err := stderr.Read(buf)
+			said.Write(buf[:n])
+			if !once && strings.Contains(said.String(), "[y/N] ") {
+				once = true
+				close(prompted)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-prompted:
+	case <-done:
+		t.Fatalf("winch run ended without asking: %q", said.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("no confirmation prompt within 10s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { <-done; exited <- cmd.Wait() }()
+	select {
+	case err = <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("winch run still waits for an answer 5s after Ctrl-C")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitCancelled {
+		t.Fatalf("winch run exited with %v, want %d", err, exitCancelled)
+	}
+	if !strings.Contains(said.String(), "interrupted at the confirmation prompt of context careful; nothing was published") {
+		t.Fatalf("winch run said %q", said.String())
+	}
+	if st, err := testClient(t).Status(t.Context(), id); !errors.Is(err, producer.ErrNotFound) {
+		t.Fatalf("job %s: %+v, %v; want not found: the interrupted run published nothing", id, st, err)
 	}
 }

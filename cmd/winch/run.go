@@ -74,7 +74,7 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError("--priority: %v", err)
 	}
-	if err := c.confirm(g, cmd.Name); err != nil {
+	if err := c.confirm(ctx, g, cmd.Name); err != nil {
 		return err
 	}
 	run := producer.RunRequest{
@@ -158,19 +158,31 @@ func (c *NotifyTargetFlags) notifyTargets() ([]schema.NotifyTarget, error) {
 
 // confirm asks, in a context marked confirm: true, before anything is
 // published. The answer is read from stdin whatever it is, so a script
-// must say --yes (or pipe its answer) rather than run by accident.
-func (c *RunCmd) confirm(g *Globals, command string) error {
+// must say --yes (or pipe its answer) rather than run by accident. Ctrl-C
+// at the prompt ends it at once: the read goes on in the background until
+// the process exits, which it is about to.
+func (c *RunCmd) confirm(ctx context.Context, g *Globals, command string) error {
 	if !g.profileOK || !g.profile.Confirm || c.Yes {
 		return nil
 	}
 	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, broker.RedactURLs(g.NatsURL))
-	answer := ""
+	answers := make(chan string, 1)
 	if g.stdio.In != nil {
-		line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
-		answer = strings.ToLower(strings.TrimSpace(line))
+		go func() {
+			line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
+			answers <- strings.ToLower(strings.TrimSpace(line))
+		}()
+	} else {
+		answers <- ""
 	}
-	if answer == "y" || answer == "yes" {
-		return nil
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(g.stdio.Err)
+		return &ExitError{Code: exitCancelled, Err: fmt.Errorf("interrupted at the confirmation prompt of context %s; nothing was published", g.profile.Name)}
+	case answer := <-answers:
+		if answer == "y" || answer == "yes" {
+			return nil
+		}
 	}
 	fmt.Fprintln(g.stdio.Err)
 	return &ExitError{Code: exitUsage, Err: fmt.Errorf("not confirmed: context %s asks before running anything (answer y, or pass --yes); nothing was published", g.profile.Name)}

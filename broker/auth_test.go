@@ -71,6 +71,7 @@ func newOperatorSetup(t *testing.T, dir string, revoke func(acct *jwt.AccountCla
 	perms := broker.ClientPermissions(broker.NameTemplate)
 	scope.Template.Pub.Allow.Add(perms.Publish...)
 	scope.Template.Sub.Allow.Add(perms.Subscribe...)
+	scope.Template.Pub.Deny.Add(perms.PublishDeny...)
 	acct.SigningKeys.AddScopedSigner(scope)
 	if revoke != nil {
 		revoke(acct, s)
@@ -226,6 +227,51 @@ func TestJWTUsersOverTLS(t *testing.T) {
 		t.Fatalf("alice cannot read job states: %v", err)
 	}
 
+	// The gateway's role (broker.GatewayPermissions): it publishes requests
+	// and cancels for every principal it authenticates, and, like a
+	// client, writes no state and no event, and cannot touch the services'
+	// shared consumers.
+	gnc, err := connect(setup.userWith("gateway", broker.GatewayPermissions()), certs.CAFile)
+	if err != nil {
+		t.Fatalf("the gateway cannot connect: %v", err)
+	}
+	defer gnc.Close()
+	gjs, _ := jetstream.New(gnc)
+	for _, subject := range []string{broker.JobSubject("default", "g1", "alice"), broker.JobSubject("default", "g2", "bob"), broker.ControlSubject("cancel", "g2", "bob")} {
+		if _, err := gjs.Publish(t.Context(), subject, []byte("{}")); err != nil {
+			t.Errorf("the gateway cannot publish on %s: %v", subject, err)
+		}
+	}
+	for _, js := range []struct {
+		who string
+		js  jetstream.JetStream
+	}{{"the gateway", gjs}, {"alice", ajs}} {
+		for _, subject := range []string{
+			broker.EventSubject("g1", "finished"),
+			"$KV." + broker.StateBucket + ".g1",
+			"$KV." + broker.WorkersBucket + ".w1",
+			"$KV." + broker.SlotsBucket + ".key.k",
+			"$KV." + broker.ModulesBucket + ".m",
+		} {
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			if _, err := js.js.Publish(ctx, subject, []byte(`{"job_id":"g1","kind":"finished","state":"succeeded"}`)); err == nil {
+				t.Errorf("%s published on %s", js.who, subject)
+			}
+			cancel()
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if err := js.js.DeleteConsumer(ctx, broker.EventsStream, broker.NotifierConsumer); err == nil {
+			t.Errorf("%s deleted the notifiers' consumer", js.who)
+		}
+		cancel()
+	}
+	if _, err := wjs.Consumer(t.Context(), broker.EventsStream, broker.NotifierConsumer); err != nil {
+		t.Fatalf("the notifiers' consumer: %v", err)
+	}
+	if info, err := wjs.Stream(t.Context(), broker.EventsStream); err != nil || info.CachedInfo().State.Msgs != 0 {
+		t.Fatalf("the events stream: %v, want no event written by a client", err)
+	}
+
 	// Refusals, each with an error that says what to check.
 	bobCreds, _ := setup.user("bob", false, time.Time{})
 	expiredCreds, _ := setup.user("eve", false, time.Now().Add(-time.Minute))
@@ -256,6 +302,33 @@ func TestJWTUsersOverTLS(t *testing.T) {
 	} else {
 		nc.Close()
 	}
+}
+
+// userWith writes a .creds file for a user named name signed by the
+// account key with p: a role of its own, like the gateway's.
+func (s *operatorSetup) userWith(name string, p broker.Permissions) string {
+	s.t.Helper()
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.Pub.Allow.Add(p.Publish...)
+	uc.Pub.Deny.Add(p.PublishDeny...)
+	uc.Sub.Allow.Add(p.Subscribe...)
+	ujwt, err := uc.Encode(s.accountKP)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, _ := jwt.FormatUserConfig(ujwt, seed)
+	file := filepath.Join(s.dir, name+".creds")
+	if err := os.WriteFile(file, creds, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return file
 }
 
 func (s *operatorSetup) credsFor(name string, ukp nkeys.KeyPair) string {

@@ -7,6 +7,36 @@ package broker
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
+	// PublishDeny are subjects refused although Publish allows them.
+	PublishDeny []string
+}
+
+// SinkConsumer is the durable consumer of EventsStream that audit sinks
+// share.
+const SinkConsumer = "audit-sink"
+
+// sharedDurables are the durable consumers winch's services share on the
+// streams where clients create (and delete) ordered consumers of their own:
+// a client that deleted one would make the sink or the notifiers start
+// again from new events, and one that pulled from it would hold back their
+// work, so clients may touch none of them.
+var sharedDurables = []struct{ stream, name string }{
+	{EventsStream, SinkConsumer},
+	{EventsStream, NotifierConsumer},
+	{SchedulesStream, FiresConsumer},
+}
+
+// sharedDurablesDenied are the JetStream API calls on sharedDurables that
+// clients' wildcards would otherwise allow.
+func sharedDurablesDenied() []string {
+	var out []string
+	for _, d := range sharedDurables {
+		for _, call := range []string{"CREATE", "DELETE", "MSG.NEXT"} {
+			out = append(out, "$JS.API.CONSUMER."+call+"."+d.stream+"."+d.name)
+		}
+		out = append(out, "$JS.API.CONSUMER.CREATE."+d.stream+"."+d.name+".>") // with a filter subject
+	}
+	return out
 }
 
 // NameTemplate stands for the user's own name in a JWT account's scoped
@@ -44,6 +74,10 @@ func ClientPermissions(principal string) Permissions {
 			"$JS.API.CONSUMER.INFO.>",
 		},
 		Subscribe: []string{"_INBOX.>"},
+		// Clients delete the ordered consumers they made (a follow's, at
+		// its end), whose names the library picks, so the deletes above
+		// are by wildcard; the services' shared ones are kept out here.
+		PublishDeny: sharedDurablesDenied(),
 	}
 }
 

@@ -154,3 +154,45 @@ func TestNotifierDeliversWhatEndedBeforeItStartedAndCounts(t *testing.T) {
 		t.Fatalf("winch notifier exited with %v after SIGTERM", err)
 	}
 }
+
+// A schedule's --notify reaches a real receiver for each run it fires,
+// with the schedule's owner as the principal.
+func TestScheduleRunsNotify(t *testing.T) {
+	t.Parallel()
+	got := make(chan notify.Notification, 8)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n notify.Notification
+		if !notify.Verify([]byte("s3cret"), b, r.Header.Get(notify.HeaderSignature)) || json.Unmarshal(b, &n) != nil {
+			t.Errorf("an unsigned or undecodable notification: %s", b)
+		}
+		select { // never block: the schedule fires every second
+		case got <- n:
+		default:
+		}
+	}))
+	defer recv.Close()
+	env := []string{"WINCH_NATS_URL=" + testenv.OwnNATS(t).ClientURL(), "WINCH_EXECUTOR=process", "WINCH_NOTIFY_SECRET=s3cret"}
+	for _, args := range [][]string{{"worker"}, {"notifier"}} {
+		_, lines := startWinch(t, env, args...)
+		waitLog(t, lines, map[string]string{"worker": "worker serving", "notifier": "notifier running"}[args[0]])
+		go func() {
+			for lines.Scan() {
+			}
+		}()
+	}
+	if out, code := runWinch(t, env, "--as", "dora", "schedule", "add", "beat", "--every", "1s", "--notify", recv.URL+"/beat", "core.echo", "--text", "alive"); code != 0 {
+		t.Fatalf("winch schedule add: exit %d\n%s", code, out)
+	}
+	select {
+	case n := <-got:
+		if n.Command != "core.echo" || n.Principal != "dora" || n.State != "succeeded" || n.Params["text"] != "alive" {
+			t.Fatalf("notification %+v", n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification of a scheduled run within 20s")
+	}
+	if out, code := runWinch(t, env, "--as", "dora", "schedule", "remove", "beat"); code != 0 {
+		t.Fatalf("winch schedule remove: exit %d\n%s", code, out)
+	}
+}

@@ -31,6 +31,7 @@ type NotifyFlags struct {
 	NotifyRetryFor time.Duration     `env:"WINCH_NOTIFY_RETRY_FOR" default:"1h" help:"Retry a webhook that fails until this long after the job ended (at least once)."`
 	NotifyAllow    []string          `env:"WINCH_NOTIFY_ALLOW" help:"URL prefixes webhooks may have, comma-separated (default: any): keeps requests from making the notifier POST anywhere on its network."`
 	ConsoleURL     string            `env:"WINCH_CONSOLE_URL" help:"The console's URL, for the link in each notification."`
+	NotifyAckWait  time.Duration     `env:"WINCH_NOTIFY_ACK_WAIT" default:"30s" help:"How long the notifications a notifier held stay with it after it died, before another takes them (set on the notifiers' consumer)."`
 }
 
 // Run delivers until SIGTERM or SIGINT.
@@ -71,7 +72,7 @@ func (f *NotifyFlags) start(ctx context.Context, nc *nats.Conn, log *slog.Logger
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, err := notify.New(nc, notify.Config{Secret: []byte(os.Getenv("WINCH_NOTIFY_SECRET")), RetryFor: f.NotifyRetryFor,
-			Allow: splitList(f.NotifyAllow), ConsoleURL: f.ConsoleURL, Logger: log, Metrics: f.metrics})
+			Allow: splitList(f.NotifyAllow), ConsoleURL: f.ConsoleURL, AckWait: f.NotifyAckWait, Logger: log, Metrics: f.metrics})
 		if err != nil {
 			log.Error("notifier", "err", err)
 			return

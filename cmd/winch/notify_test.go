@@ -196,3 +196,101 @@ func TestScheduleRunsNotify(t *testing.T) {
 		t.Fatalf("winch schedule remove: exit %d\n%s", code, out)
 	}
 }
+
+// A notifier killed (SIGKILL) while it delivers loses no notification:
+// what it held goes, after the ack wait, to the next one, which sends it
+// again with the same delivery id, so the receiver, which had taken each
+// once already, drops the repeats by that id.
+func TestANotifierKilledLosesNone(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[string]int{} // delivery id -> POSTs
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n notify.Notification
+		id := r.Header.Get(notify.HeaderDelivery)
+		if json.Unmarshal(b, &n) != nil || n.DeliveryID != id || !notify.Verify([]byte("s3cret"), b, r.Header.Get(notify.HeaderSignature)) {
+			t.Errorf("delivery %q: body %s", id, b)
+		}
+		mu.Lock()
+		seen[id]++
+		first := seen[id] == 1
+		mu.Unlock()
+		if first {
+			<-release // the first notifier dies before it hears back
+		}
+	}))
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer recv.Close()
+	defer free()
+	env := []string{"WINCH_NATS_URL=" + testenv.OwnNATS(t).ClientURL(), "WINCH_EXECUTOR=process", "WINCH_NOTIFY_SECRET=s3cret", "WINCH_NOTIFY_ACK_WAIT=2s"}
+	_, worker := startWinch(t, env, "worker")
+	waitLog(t, worker, "worker serving")
+	go func() {
+		for worker.Scan() {
+		}
+	}()
+	first, lines := startWinch(t, env, "notifier")
+	waitLog(t, lines, "notifier running")
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	const jobs = 3
+	for i := range jobs {
+		if out, code := runWinch(t, env, "run", "--notify", recv.URL, "core.echo", "--text", fmt.Sprint(i)); code != 0 {
+			t.Fatalf("winch run: exit %d\n%s", code, out)
+		}
+	}
+	count := func() (ids, posts int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range seen {
+			ids, posts = ids+1, posts+n
+		}
+		return ids, posts
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%s: the receiver saw %v", what, seen)
+			}
+		}
+	}
+	waitFor("the first notifier posts every notification", func() bool { ids, _ := count(); return ids == jobs })
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	free()
+	ids, posts := count()
+	if ids != jobs || posts != jobs {
+		t.Fatalf("before the kill: %d ids in %d posts, want %d each", ids, posts, jobs)
+	}
+	_, lines = startWinch(t, env, "notifier")
+	waitLog(t, lines, "notifier running")
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	// The receiver answers repeats at once: the next notifier must send
+	// each again, not some.
+	waitFor("the next notifier sends each again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range seen {
+			if n < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if ids, _ := count(); ids != jobs {
+		t.Fatalf("%d distinct delivery ids, want %d: a retry changed its id", ids, jobs)
+	}
+}

@@ -114,8 +114,15 @@ func TestNotifierDeliversWhatEndedBeforeItStartedAndCounts(t *testing.T) {
 		for lines.Scan() {
 		}
 	}()
-	if code, body := httpGet(t, "http://"+addr+"/readyz", ""); code != http.StatusOK {
-		t.Fatalf("/readyz of a running notifier: %d %s", code, body)
+	// Ready once it takes events, which is just after it says it runs.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, body := httpGet(t, "http://"+addr+"/readyz", "")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz of a running notifier: %d %s", code, body)
+		}
 	}
 	wants := map[string]float64{
 		"winch_notifications_delivered_total":                    2,

@@ -2,8 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +19,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
+	"github.com/winchhq/winch/notify"
+	"github.com/winchhq/winch/schema"
 )
 
 // operatorSetup is winch's decentralized authorization as ops/auth/README.md
@@ -301,6 +307,65 @@ func TestJWTUsersOverTLS(t *testing.T) {
 		t.Errorf("bob, with the right CA: %v", err)
 	} else {
 		nc.Close()
+	}
+
+	// The notifier's role (broker.NotifierPermissions) is enough to run
+	// one, and writes nothing else.
+	got := make(chan string, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get(notify.HeaderDelivery):
+		default:
+		}
+	}))
+	defer recv.Close()
+	nnc, err := connect(setup.userWith("notifier", broker.NotifierPermissions()), certs.CAFile)
+	if err != nil {
+		t.Fatalf("the notifier cannot connect: %v", err)
+	}
+	defer nnc.Close()
+	n, err := notify.New(nnc, notify.Config{Secret: []byte("s"), AckWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatalf("a notifier with its role cannot start: %v", err)
+	}
+	defer func() { _ = n.Stop(context.Background()) }()
+	ev := schema.Event{JobID: "n1", Attempt: 1, Seq: 2, Kind: schema.KindFinished, State: schema.StateSucceeded, Time: time.Now(),
+		Command: "core.true", Principal: "alice", Notify: []schema.NotifyTarget{{URL: recv.URL}}}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wjs.Publish(t.Context(), broker.EventSubject("n1", "finished"), data); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != notify.DeliveryID(ev, 0) {
+			t.Fatalf("delivery id %q", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the notifier with its role delivered nothing: %+v", n.Stats())
+	}
+	njs, _ := jetstream.New(nnc)
+	for _, subject := range []string{broker.EventSubject("n2", "finished"), "$KV." + broker.StateBucket + ".n2", broker.JobSubject("default", "n2", "alice")} {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if _, err := njs.Publish(ctx, subject, []byte("{}")); err == nil {
+			t.Errorf("the notifier published on %s", subject)
+		}
+		cancel()
+	}
+	if !jobtest.Eventually(5*time.Second, func() bool {
+		c, err := wjs.Consumer(t.Context(), broker.EventsStream, broker.NotifierConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}) {
+		t.Error("the notifier's acknowledgement did not reach the stream")
 	}
 }
 

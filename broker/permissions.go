@@ -87,8 +87,28 @@ func ClientPermissions(principal string) Permissions {
 // writes no state, no event and no module.
 func GatewayPermissions() Permissions { return ClientPermissions("*") }
 
-// ServicePermissions are those of winch's own processes (workers, sinks,
-// notifiers, the gateway): everything under winch and the JetStream API.
+// NotifierPermissions are a notifier's, narrower than a service's: its
+// own consumer of the final events (read, create or update it, pull and
+// acknowledge) and nothing else; it publishes no request, state or event.
+func NotifierPermissions() Permissions {
+	consumer := EventsStream + "." + NotifierConsumer
+	return Permissions{
+		Publish: []string{
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + EventsStream,
+			"$JS.API.CONSUMER.INFO." + consumer,
+			"$JS.API.CONSUMER.CREATE." + consumer,
+			"$JS.API.CONSUMER.CREATE." + consumer + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + consumer,
+			"$JS.ACK." + consumer + ".>",
+		},
+		Subscribe: []string{"_INBOX.>"},
+	}
+}
+
+// ServicePermissions are those of winch's own processes (workers, sinks;
+// notifiers may have NotifierPermissions instead): everything under winch
+// and the JetStream API.
 // They are the only users that write states and events.
 func ServicePermissions() Permissions {
 	return Permissions{

@@ -41,7 +41,7 @@ type SinkConfig struct {
 
 func (c SinkConfig) withDefaults() SinkConfig {
 	if c.Consumer == "" {
-		c.Consumer = "audit-sink"
+		c.Consumer = broker.SinkConsumer
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 5000

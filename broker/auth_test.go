@@ -2,8 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +19,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
+	"github.com/winchhq/winch/notify"
+	"github.com/winchhq/winch/schema"
 )
 
 // operatorSetup is winch's decentralized authorization as ops/auth/README.md
@@ -71,6 +77,7 @@ func newOperatorSetup(t *testing.T, dir string, revoke func(acct *jwt.AccountCla
 	perms := broker.ClientPermissions(broker.NameTemplate)
 	scope.Template.Pub.Allow.Add(perms.Publish...)
 	scope.Template.Sub.Allow.Add(perms.Subscribe...)
+	scope.Template.Pub.Deny.Add(perms.PublishDeny...)
 	acct.SigningKeys.AddScopedSigner(scope)
 	if revoke != nil {
 		revoke(acct, s)
@@ -226,6 +233,51 @@ func TestJWTUsersOverTLS(t *testing.T) {
 		t.Fatalf("alice cannot read job states: %v", err)
 	}
 
+	// The gateway's role (broker.GatewayPermissions): it publishes requests
+	// and cancels for every principal it authenticates, and, like a
+	// client, writes no state and no event, and cannot touch the services'
+	// shared consumers.
+	gnc, err := connect(setup.userWith("gateway", broker.GatewayPermissions()), certs.CAFile)
+	if err != nil {
+		t.Fatalf("the gateway cannot connect: %v", err)
+	}
+	defer gnc.Close()
+	gjs, _ := jetstream.New(gnc)
+	for _, subject := range []string{broker.JobSubject("default", "g1", "alice"), broker.JobSubject("default", "g2", "bob"), broker.ControlSubject("cancel", "g2", "bob")} {
+		if _, err := gjs.Publish(t.Context(), subject, []byte("{}")); err != nil {
+			t.Errorf("the gateway cannot publish on %s: %v", subject, err)
+		}
+	}
+	for _, js := range []struct {
+		who string
+		js  jetstream.JetStream
+	}{{"the gateway", gjs}, {"alice", ajs}} {
+		for _, subject := range []string{
+			broker.EventSubject("g1", "finished"),
+			"$KV." + broker.StateBucket + ".g1",
+			"$KV." + broker.WorkersBucket + ".w1",
+			"$KV." + broker.SlotsBucket + ".key.k",
+			"$KV." + broker.ModulesBucket + ".m",
+		} {
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			if _, err := js.js.Publish(ctx, subject, []byte(`{"job_id":"g1","kind":"finished","state":"succeeded"}`)); err == nil {
+				t.Errorf("%s published on %s", js.who, subject)
+			}
+			cancel()
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if err := js.js.DeleteConsumer(ctx, broker.EventsStream, broker.NotifierConsumer); err == nil {
+			t.Errorf("%s deleted the notifiers' consumer", js.who)
+		}
+		cancel()
+	}
+	if _, err := wjs.Consumer(t.Context(), broker.EventsStream, broker.NotifierConsumer); err != nil {
+		t.Fatalf("the notifiers' consumer: %v", err)
+	}
+	if info, err := wjs.Stream(t.Context(), broker.EventsStream); err != nil || info.CachedInfo().State.Msgs != 0 {
+		t.Fatalf("the events stream: %v, want no event written by a client", err)
+	}
+
 	// Refusals, each with an error that says what to check.
 	bobCreds, _ := setup.user("bob", false, time.Time{})
 	expiredCreds, _ := setup.user("eve", false, time.Now().Add(-time.Minute))
@@ -256,6 +308,92 @@ func TestJWTUsersOverTLS(t *testing.T) {
 	} else {
 		nc.Close()
 	}
+
+	// The notifier's role (broker.NotifierPermissions) is enough to run
+	// one, and writes nothing else.
+	got := make(chan string, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Get(notify.HeaderDelivery):
+		default:
+		}
+	}))
+	defer recv.Close()
+	nnc, err := connect(setup.userWith("notifier", broker.NotifierPermissions()), certs.CAFile)
+	if err != nil {
+		t.Fatalf("the notifier cannot connect: %v", err)
+	}
+	defer nnc.Close()
+	n, err := notify.New(nnc, notify.Config{Secret: []byte("s"), AckWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatalf("a notifier with its role cannot start: %v", err)
+	}
+	defer func() { _ = n.Stop(context.Background()) }()
+	ev := schema.Event{JobID: "n1", Attempt: 1, Seq: 2, Kind: schema.KindFinished, State: schema.StateSucceeded, Time: time.Now(),
+		Command: "core.true", Principal: "alice", Notify: []schema.NotifyTarget{{URL: recv.URL}}}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wjs.Publish(t.Context(), broker.EventSubject("n1", "finished"), data); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != notify.DeliveryID(ev, 0) {
+			t.Fatalf("delivery id %q", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the notifier with its role delivered nothing: %+v", n.Stats())
+	}
+	njs, _ := jetstream.New(nnc)
+	for _, subject := range []string{broker.EventSubject("n2", "finished"), "$KV." + broker.StateBucket + ".n2", broker.JobSubject("default", "n2", "alice")} {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if _, err := njs.Publish(ctx, subject, []byte("{}")); err == nil {
+			t.Errorf("the notifier published on %s", subject)
+		}
+		cancel()
+	}
+	if !jobtest.Eventually(5*time.Second, func() bool {
+		c, err := wjs.Consumer(t.Context(), broker.EventsStream, broker.NotifierConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}) {
+		t.Error("the notifier's acknowledgement did not reach the stream")
+	}
+}
+
+// userWith writes a .creds file for a user named name signed by the
+// account key with p: a role of its own, like the gateway's.
+func (s *operatorSetup) userWith(name string, p broker.Permissions) string {
+	s.t.Helper()
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.Pub.Allow.Add(p.Publish...)
+	uc.Pub.Deny.Add(p.PublishDeny...)
+	uc.Sub.Allow.Add(p.Subscribe...)
+	ujwt, err := uc.Encode(s.accountKP)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, _ := jwt.FormatUserConfig(ujwt, seed)
+	file := filepath.Join(s.dir, name+".creds")
+	if err := os.WriteFile(file, creds, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return file
 }
 
 func (s *operatorSetup) credsFor(name string, ukp nkeys.KeyPair) string {

@@ -33,9 +33,10 @@ func TestShippedConfigUsesWinchPermissions(t *testing.T) {
 			t.Errorf("nats.conf has user %s", u.Username)
 			continue
 		}
-		if !slices.Equal(u.Permissions.Publish.Allow, w.Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, w.Subscribe) {
-			t.Errorf("nats.conf gives %s publish %v, subscribe %v; broker says %v, %v", u.Username,
-				u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow, w.Publish, w.Subscribe)
+		if !slices.Equal(u.Permissions.Publish.Allow, w.Publish) || !slices.Equal(u.Permissions.Subscribe.Allow, w.Subscribe) ||
+			!slices.Equal(u.Permissions.Publish.Deny, w.PublishDeny) {
+			t.Errorf("nats.conf gives %s publish %v (deny %v), subscribe %v; broker says %v (deny %v), %v", u.Username,
+				u.Permissions.Publish.Allow, u.Permissions.Publish.Deny, u.Permissions.Subscribe.Allow, w.Publish, w.PublishDeny, w.Subscribe)
 		}
 	}
 }
@@ -159,5 +160,55 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 	}
 	if err := ajs.DeleteStream(ctx, broker.JobsStream); err == nil {
 		t.Fatal("alice deleted the jobs stream")
+	}
+	// A client deletes the ordered consumers it made (a follow's), but not
+	// the services' shared durable ones: not delete, redefine or pull from
+	// them. The notifiers' comes with the topology.
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	oc, err := ajs.OrderedConsumer(ctx, broker.EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{broker.JobEventsFilter("j1")}})
+	if err != nil {
+		t.Fatalf("alice cannot follow a job: %v", err)
+	}
+	if _, err := oc.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ajs.DeleteConsumer(ctx, broker.EventsStream, oc.CachedInfo().Name); err != nil {
+		t.Fatalf("alice cannot delete her own follower: %v", err)
+	}
+	if _, err := wjs.CreateConsumer(ctx, broker.EventsStream, jetstream.ConsumerConfig{Durable: broker.SinkConsumer, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wjs.CreateConsumer(ctx, broker.SchedulesStream, jetstream.ConsumerConfig{Durable: broker.FiresConsumer, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: broker.AllFires}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wjs.Publish(ctx, broker.EventSubject("j1", "finished"), []byte(`{"job_id":"j1","kind":"finished","state":"succeeded"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct{ stream, name string }{
+		{broker.EventsStream, broker.SinkConsumer}, {broker.EventsStream, broker.NotifierConsumer}, {broker.SchedulesStream, broker.FiresConsumer},
+	} {
+		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+		if err := ajs.DeleteConsumer(short, d.stream, d.name); err == nil {
+			t.Errorf("alice deleted %s's consumer %s", d.stream, d.name)
+		}
+		if _, err := ajs.CreateOrUpdateConsumer(short, d.stream, jetstream.ConsumerConfig{Durable: d.name, AckPolicy: jetstream.AckNonePolicy}); err == nil {
+			t.Errorf("alice redefined %s's consumer %s", d.stream, d.name)
+		}
+		cancelShort()
+		c, err := ajs.Consumer(ctx, d.stream, d.name)
+		if err != nil {
+			t.Fatalf("alice cannot read %s's consumer %s: %v", d.stream, d.name, err)
+		}
+		if d.stream == broker.EventsStream {
+			batch, _ := c.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond))
+			for range batch.Messages() {
+				t.Errorf("alice took an event from %s", d.name)
+			}
+			info, err := c.Info(ctx)
+			if err != nil || info.NumPending != 1 || info.NumAckPending != 0 {
+				t.Errorf("consumer %s after alice: %+v (%v), want the event still pending", d.name, info, err)
+			}
+		}
 	}
 }

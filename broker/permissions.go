@@ -7,6 +7,36 @@ package broker
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
+	// PublishDeny are subjects refused although Publish allows them.
+	PublishDeny []string
+}
+
+// SinkConsumer is the durable consumer of EventsStream that audit sinks
+// share.
+const SinkConsumer = "audit-sink"
+
+// sharedDurables are the durable consumers winch's services share on the
+// streams where clients create (and delete) ordered consumers of their own:
+// a client that deleted one would make the sink or the notifiers start
+// again from new events, and one that pulled from it would hold back their
+// work, so clients may touch none of them.
+var sharedDurables = []struct{ stream, name string }{
+	{EventsStream, SinkConsumer},
+	{EventsStream, NotifierConsumer},
+	{SchedulesStream, FiresConsumer},
+}
+
+// sharedDurablesDenied are the JetStream API calls on sharedDurables that
+// clients' wildcards would otherwise allow.
+func sharedDurablesDenied() []string {
+	var out []string
+	for _, d := range sharedDurables {
+		for _, call := range []string{"CREATE", "DELETE", "MSG.NEXT"} {
+			out = append(out, "$JS.API.CONSUMER."+call+"."+d.stream+"."+d.name)
+		}
+		out = append(out, "$JS.API.CONSUMER.CREATE."+d.stream+"."+d.name+".>") // with a filter subject
+	}
+	return out
 }
 
 // NameTemplate stands for the user's own name in a JWT account's scoped
@@ -44,6 +74,10 @@ func ClientPermissions(principal string) Permissions {
 			"$JS.API.CONSUMER.INFO.>",
 		},
 		Subscribe: []string{"_INBOX.>"},
+		// Clients delete the ordered consumers they made (a follow's, at
+		// its end), whose names the library picks, so the deletes above
+		// are by wildcard; the services' shared ones are kept out here.
+		PublishDeny: sharedDurablesDenied(),
 	}
 }
 
@@ -53,8 +87,28 @@ func ClientPermissions(principal string) Permissions {
 // writes no state, no event and no module.
 func GatewayPermissions() Permissions { return ClientPermissions("*") }
 
-// ServicePermissions are those of winch's own processes (workers, sinks,
-// notifiers, the gateway): everything under winch and the JetStream API.
+// NotifierPermissions are a notifier's, narrower than a service's: its
+// own consumer of the final events (read, create or update it, pull and
+// acknowledge) and nothing else; it publishes no request, state or event.
+func NotifierPermissions() Permissions {
+	consumer := EventsStream + "." + NotifierConsumer
+	return Permissions{
+		Publish: []string{
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + EventsStream,
+			"$JS.API.CONSUMER.INFO." + consumer,
+			"$JS.API.CONSUMER.CREATE." + consumer,
+			"$JS.API.CONSUMER.CREATE." + consumer + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + consumer,
+			"$JS.ACK." + consumer + ".>",
+		},
+		Subscribe: []string{"_INBOX.>"},
+	}
+}
+
+// ServicePermissions are those of winch's own processes (workers, sinks;
+// notifiers may have NotifierPermissions instead): everything under winch
+// and the JetStream API.
 // They are the only users that write states and events.
 func ServicePermissions() Permissions {
 	return Permissions{

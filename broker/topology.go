@@ -329,6 +329,9 @@ func ensureAll(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", SchedulesStream, err)
 	}
+	if err := ensureNotifierConsumer(ctx, js); err != nil {
+		return err
+	}
 	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
 		Description: "the latest state of each winch job",
@@ -438,6 +441,59 @@ func winchMetadata(m map[string]string) map[string]string {
 // Priorities are the priorities of requests, highest first, as the broker
 // names them ("" is normal).
 var Priorities = []string{PriorityHigh, "", PriorityLow}
+
+// FinalEventSubjects are the subjects of the events that end jobs
+// (finished, rejected): what notifiers take.
+var FinalEventSubjects = []string{EventSubject("*", "finished"), EventSubject("*", "rejected")}
+
+// The notifiers' consumer's settings unless a notifier asks for others.
+const (
+	NotifierAckWait       = 30 * time.Second
+	NotifierMaxAckPending = 64
+)
+
+// NotifierConsumerConfig is the durable consumer of the events that end
+// jobs which notifiers named name share; zero ackWait or maxAckPending are
+// the defaults above. It is the one definition: the topology creates
+// NotifierConsumer with it, and a notifier creates or updates its own with
+// it.
+func NotifierConsumerConfig(name string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	if ackWait <= 0 {
+		ackWait = NotifierAckWait
+	}
+	if maxAckPending <= 0 {
+		maxAckPending = NotifierMaxAckPending
+	}
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "winch notifiers: webhooks when jobs end",
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1, // the retry bound is the notifier's, by time
+		MaxAckPending:  maxAckPending,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		FilterSubjects: FinalEventSubjects,
+	}
+}
+
+// ensureNotifierConsumer creates the notifiers' consumer with the topology,
+// so that the events stream keeps jobs' ends for notifiers from then on: a
+// run with --notify that ends before any notifier ever started is still
+// announced once one starts. One that exists is left as it is (a notifier
+// may have set its own ack wait).
+func ensureNotifierConsumer(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.Consumer(ctx, EventsStream, NotifierConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err = js.CreateConsumer(ctx, EventsStream, NotifierConsumerConfig(NotifierConsumer, 0, 0))
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			err = nil // another process made it meanwhile
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ensure consumer %s of %s: %w", NotifierConsumer, EventsStream, err)
+	}
+	return nil
+}
 
 // queueConsumer is the configuration of the consumer of queue's requests of
 // priority under t.

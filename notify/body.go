@@ -49,11 +49,11 @@ func duration(ev schema.Event) time.Duration {
 }
 
 func notification(ev schema.Event, deliveryID, consoleURL string) Notification {
-	d := duration(ev)
+	d := duration(ev).Round(time.Millisecond) // duration and duration_ms agree
 	n := Notification{
 		DeliveryID: deliveryID, Job: ev.JobID, Command: ev.Command, Principal: ev.Principal, Queue: ev.Queue,
 		State: ev.State, ExitCode: ev.ExitCode, Error: ev.Error, Reason: ev.Reason,
-		Duration: d.Round(time.Millisecond).String(), DurationMS: d.Milliseconds(),
+		Duration: d.String(), DurationMS: d.Milliseconds(),
 		CreatedAt: ev.CreatedAt, StartedAt: ev.StartedAt, FinishedAt: ev.Time, Params: ev.Params,
 		Logs: "winch logs " + ev.JobID,
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/metrics"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -91,9 +92,12 @@ type Config struct {
 	// Allow, when set, are the URL prefixes targets may have; others are
 	// refused (logged and counted), so that a request cannot make the
 	// notifier POST anywhere on its network.
-	Allow  []string
-	Client *http.Client
-	Logger *slog.Logger
+	Allow []string
+	// Metrics, when set, count deliveries, retries and failures for
+	// Prometheus (Stats counts them too).
+	Metrics *metrics.Notifier
+	Client  *http.Client
+	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -113,10 +117,10 @@ func (c Config) withDefaults() Config {
 		c.Timeout = 10 * time.Second
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+		c.Concurrency = broker.NotifierMaxAckPending / 4
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = broker.NotifierAckWait
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{
@@ -170,25 +174,23 @@ func (n *Notifier) Stats() Stats {
 }
 
 // FinalEvents are the subjects of the events that end jobs.
-var FinalEvents = []string{broker.EventSubject("*", string(schema.KindFinished)), broker.EventSubject("*", string(schema.KindRejected))}
+var FinalEvents = broker.FinalEventSubjects
 
 // Start ensures the durable consumer and starts delivering. ctx bounds the
-// set-up only. A notifier that creates the consumer starts with the events
-// published from then on: jobs that ended before any notifier ran are not
-// announced after the fact.
+// set-up only. The topology (broker.Ensure) creates the shared consumer, so
+// that the events stream keeps jobs' ends from then on even before any
+// notifier ran; a notifier whose ack wait or concurrency differ from the
+// consumer's updates it.
 func (n *Notifier) Start(ctx context.Context) error {
+	want := broker.NotifierConsumerConfig(n.cfg.Consumer, n.cfg.AckWait, 4*n.cfg.Concurrency)
 	cons, err := n.js.Consumer(ctx, broker.EventsStream, n.cfg.Consumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = n.js.CreateOrUpdateConsumer(ctx, broker.EventsStream, jetstream.ConsumerConfig{
-			Durable:        n.cfg.Consumer,
-			Description:    "winch notifiers: webhooks when jobs end",
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        n.cfg.AckWait,
-			MaxDeliver:     -1, // the retry bound is the notifier's, by time
-			MaxAckPending:  4 * n.cfg.Concurrency,
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
-			FilterSubjects: FinalEvents,
-		})
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		cons, err = n.js.CreateOrUpdateConsumer(ctx, broker.EventsStream, want)
+	case err == nil:
+		if have := cons.CachedInfo().Config; have.AckWait != want.AckWait || have.MaxAckPending != want.MaxAckPending {
+			cons, err = n.js.UpdateConsumer(ctx, broker.EventsStream, want)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("ensure notifier consumer: %w", err)
@@ -317,13 +319,13 @@ func (n *Notifier) deliver(ctx context.Context, ev schema.Event, i int) {
 	id := DeliveryID(ev, i)
 	log := n.log.With("job", ev.JobID, "delivery", id, "target", redactTarget(t.URL))
 	if !n.allowed(t.URL) {
-		n.failed.Add(1)
+		n.fail("not_allowed")
 		log.Error("notification refused: its URL is not under WINCH_NOTIFY_ALLOW", "failed_total", n.failed.Load())
 		return
 	}
 	data, err := body(notification(ev, id, n.cfg.ConsoleURL), t.Format)
 	if err != nil {
-		n.failed.Add(1)
+		n.fail("unencodable")
 		log.Error("notification not encodable", "err", err)
 		return
 	}
@@ -333,6 +335,7 @@ func (n *Notifier) deliver(ctx context.Context, ev schema.Event, i int) {
 		err := n.post(ctx, t.URL, id, attempt, ev, data)
 		if err == nil {
 			n.delivered.Add(1)
+			n.cfg.Metrics.Delivered()
 			log.Info("notification delivered", "state", ev.State, "attempts", attempt)
 			return
 		}
@@ -340,12 +343,13 @@ func (n *Notifier) deliver(ctx context.Context, ev schema.Event, i int) {
 			return
 		}
 		var perm *permanentError
-		if errors.As(err, &perm) || time.Now().Add(wait).After(deadline) {
-			n.failed.Add(1)
+		if refused := errors.As(err, &perm); refused || time.Now().Add(wait).After(deadline) {
+			n.fail(map[bool]string{true: "refused", false: "expired"}[refused])
 			log.Error("notification failed; giving up", "attempts", attempt, "err", err, "failed_total", n.failed.Load())
 			return
 		}
 		n.retried.Add(1)
+		n.cfg.Metrics.Retried()
 		log.Warn("notification failed; retrying", "attempt", attempt, "in", wait.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():
@@ -354,6 +358,12 @@ func (n *Notifier) deliver(ctx context.Context, ev schema.Event, i int) {
 		}
 		wait = min(time.Duration(float64(wait)*(1.6+0.8*rand.Float64())), n.cfg.MaxBackoff)
 	}
+}
+
+// fail counts a notification given up on.
+func (n *Notifier) fail(reason string) {
+	n.failed.Add(1)
+	n.cfg.Metrics.Failed(reason)
 }
 
 // permanentError is an answer that trying again will not change.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/modules"
@@ -229,8 +230,13 @@ func TestNotifiesWhenAJobEnds(t *testing.T) {
 		}
 		switch kind {
 		case "json":
-			if b.Job != failed || b.Command != "core.exit" || b.State != schema.StateFailed || b.ExitCode == nil || *b.ExitCode != 3 || b.Duration == "" {
+			if b.Job != failed || b.Command != "core.exit" || b.State != schema.StateFailed || b.ExitCode == nil || *b.ExitCode != 3 {
 				t.Errorf("json: %s", d.Body)
+			}
+			// The duration is the command's run, from its start to its end.
+			ran, err := time.ParseDuration(b.Duration)
+			if want := b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond); err != nil || b.StartedAt.IsZero() || ran != want || b.DurationMS != want.Milliseconds() {
+				t.Errorf("json: duration %q (%d ms), want %v from started_at to finished_at (%v)", b.Duration, b.DurationMS, want, err)
 			}
 		case "secret":
 			if b.State != schema.StateSucceeded || b.Params["token"] != "***" {
@@ -244,6 +250,25 @@ func TestNotifiesWhenAJobEnds(t *testing.T) {
 	}
 	if s := n.Stats(); s.Delivered != 4 || s.Failed != 0 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// The topology keeps jobs' ends for the notifiers from its start: a run
+// with targets that ended before any notifier ever ran is delivered once
+// the first one starts.
+func TestARunEndedBeforeAnyNotifierIsDelivered(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t, true, nil)
+	e := env(t, "")
+	id := e.Submit("core.exit", map[string]any{"code": 5}, withNotify(schema.NotifyTarget{URL: r.URL()}))
+	final := jobtest.Last(e.Follow(id))
+	n := startNotifier(t, e, broker.NotifierConsumer)
+	if !jobtest.Eventually(10*time.Second, func() bool { return n.Stats().Delivered == 1 }) {
+		t.Fatalf("the run that ended before the notifier started was not delivered: %+v, receiver got %+v", n.Stats(), r.all())
+	}
+	ds := r.delivered()[notify.DeliveryID(final, 0)]
+	if len(ds) != 1 || !ds[0].SignatureOK {
+		t.Fatalf("deliveries %+v", r.all())
 	}
 }
 

@@ -139,7 +139,7 @@ type GatewayCmd struct {
 // Run serves until SIGTERM or SIGINT.
 func (c *GatewayCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.serviceLogger()
-	nc, err := broker.Connect(ctx, broker.ConnectConfig{URL: g.NatsURL, Name: "winch-gateway", Logger: log, Wait: true})
+	nc, err := broker.Connect(ctx, g.connectConfig("winch-gateway", log, true))
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError("--priority: %v", err)
 	}
-	if err := c.confirm(g, cmd.Name); err != nil {
+	if err := c.confirm(ctx, g, cmd.Name); err != nil {
 		return err
 	}
 	run := producer.RunRequest{
@@ -111,11 +111,14 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		_, err := fmt.Fprintln(g.stdio.Out, id)
 		return err
 	}
+	policy := interruptPolicy{cancel: c.CancelOnInterrupt, window: c.InterruptWindow, principal: principal}
 	if run.Each != nil {
-		return followFanout(ctx, g, client, id, false)
+		// Ctrl-C acts on the parent: cancelling it cancels its children.
+		return withInterrupts(ctx, g, client, id, policy, func(fctx context.Context) error {
+			return followFanout(fctx, g, client, id, false)
+		})
 	}
-	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice, interruptPolicy{
-		cancel: c.CancelOnInterrupt, window: c.InterruptWindow, principal: principal})
+	return follow(ctx, g, client, id, sub.Request.Queue, c.WaitNotice, policy)
 }
 
 // notifyTargets are the webhooks --notify asks for.
@@ -155,19 +158,31 @@ func (c *NotifyTargetFlags) notifyTargets() ([]schema.NotifyTarget, error) {
 
 // confirm asks, in a context marked confirm: true, before anything is
 // published. The answer is read from stdin whatever it is, so a script
-// must say --yes (or pipe its answer) rather than run by accident.
-func (c *RunCmd) confirm(g *Globals, command string) error {
+// must say --yes (or pipe its answer) rather than run by accident. Ctrl-C
+// at the prompt ends it at once: the read goes on in the background until
+// the process exits, which it is about to.
+func (c *RunCmd) confirm(ctx context.Context, g *Globals, command string) error {
 	if !g.profileOK || !g.profile.Confirm || c.Yes {
 		return nil
 	}
 	fmt.Fprintf(g.stdio.Err, "Run %s on queue %s in context %s (%s)? [y/N] ", command, c.Queue, g.profile.Name, broker.RedactURLs(g.NatsURL))
-	answer := ""
+	answers := make(chan string, 1)
 	if g.stdio.In != nil {
-		line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
-		answer = strings.ToLower(strings.TrimSpace(line))
+		go func() {
+			line, _ := bufio.NewReader(g.stdio.In).ReadString('\n')
+			answers <- strings.ToLower(strings.TrimSpace(line))
+		}()
+	} else {
+		answers <- ""
 	}
-	if answer == "y" || answer == "yes" {
-		return nil
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(g.stdio.Err)
+		return &ExitError{Code: exitCancelled, Err: fmt.Errorf("interrupted at the confirmation prompt of context %s; nothing was published", g.profile.Name)}
+	case answer := <-answers:
+		if answer == "y" || answer == "yes" {
+			return nil
+		}
 	}
 	fmt.Fprintln(g.stdio.Err)
 	return &ExitError{Code: exitUsage, Err: fmt.Errorf("not confirmed: context %s asks before running anything (answer y, or pass --yes); nothing was published", g.profile.Name)}
@@ -228,39 +243,54 @@ type interruptPolicy struct {
 }
 
 // follow streams the job's events until it ends and turns its end into the
-// exit code. ctx ends at the first SIGINT or SIGTERM; following goes on, on
-// a context of its own, while interrupts decides (see interrupts).
+// exit code, with interrupts handled as withInterrupts says.
 func follow(ctx context.Context, g *Globals, client *producer.Client, id, queue string, notice time.Duration, policy interruptPolicy) error {
+	return withInterrupts(ctx, g, client, id, policy, func(fctx context.Context) error {
+		accepted := make(chan struct{})
+		noticeCtx, stopNotice := context.WithCancel(fctx)
+		var background sync.WaitGroup
+		defer func() { stopNotice(); background.Wait() }()
+		if notice > 0 {
+			background.Go(func() { explainWait(noticeCtx, g, client, id, queue, notice, accepted) })
+		}
+		once := false
+		render := newEventRenderer(g, false)
+		last, err := client.Follow(fctx, id, producer.UntilDone, func(ev schema.Event) error {
+			if !once && ev.Kind != schema.KindReleased {
+				once = true
+				close(accepted)
+			}
+			return render(ev)
+		})
+		if err != nil {
+			return err
+		}
+		return exitFor(last)
+	})
+}
+
+// withInterrupts runs followJob, which follows job id until it ends and
+// returns its exit (an *ExitError for an end that is not success), on a
+// context of its own. ctx ends at the first SIGINT or SIGTERM; following
+// goes on while interrupts decides, and ends if it detaches, which is then
+// said with how to follow or cancel the job.
+func withInterrupts(ctx context.Context, g *Globals, client *producer.Client, id string, policy interruptPolicy, followJob func(fctx context.Context) error) error {
 	fctx, detach := context.WithCancel(context.WithoutCancel(ctx))
 	defer detach()
-	accepted := make(chan struct{})
-	noticeCtx, stopNotice := context.WithCancel(fctx)
-	var background sync.WaitGroup
-	defer func() { stopNotice(); detach(); background.Wait() }()
-	if notice > 0 {
-		background.Go(func() { explainWait(noticeCtx, g, client, id, queue, notice, accepted) })
-	}
 	var detached atomic.Bool
+	var background sync.WaitGroup
 	background.Go(func() {
 		interrupts(ctx, fctx, g, client, id, policy, func() { detached.Store(true); detach() })
 	})
-	once := false
-	render := newEventRenderer(g, false)
-	last, err := client.Follow(fctx, id, producer.UntilDone, func(ev schema.Event) error {
-		if !once && ev.Kind != schema.KindReleased {
-			once = true
-			close(accepted)
-		}
-		return render(ev)
-	})
-	if err != nil {
-		if detached.Load() {
-			fmt.Fprintf(g.stdio.Err, "winch: stopped following; job %s goes on (winch logs -f %s, winch cancel %s)\n", id, id, id)
-			return &ExitError{Code: exitCancelled}
-		}
-		return err
+	err := followJob(fctx)
+	detach()
+	background.Wait()
+	var exit *ExitError
+	if err != nil && !errors.As(err, &exit) && detached.Load() {
+		fmt.Fprintf(g.stdio.Err, "winch: stopped following; job %s goes on (winch logs -f %s, winch cancel %s)\n", id, id, id)
+		return &ExitError{Code: exitCancelled}
 	}
-	return exitFor(last)
+	return err
 }
 
 // interrupts decides what SIGINT and SIGTERM do to a follow: SIGTERM, or a

@@ -51,15 +51,16 @@ func TestComposeFileIsValidForCurrentCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clickhouse", "gateway", "init", "nats-1", "nats-2", "nats-3", "sink", "worker"}
+	want := []string{"clickhouse", "gateway", "init", "nats-1", "nats-2", "nats-3", "notifier", "sink", "worker"}
 	if got := p.ServiceNames(); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
 	dependsOn := map[string]map[string]string{
-		"init":    {"nats-1": types.ServiceConditionHealthy, "nats-2": types.ServiceConditionHealthy, "nats-3": types.ServiceConditionHealthy},
-		"worker":  {"init": types.ServiceConditionCompletedSuccessfully},
-		"sink":    {"init": types.ServiceConditionCompletedSuccessfully, "clickhouse": types.ServiceConditionHealthy},
-		"gateway": {"init": types.ServiceConditionCompletedSuccessfully, "clickhouse": types.ServiceConditionHealthy},
+		"init":     {"nats-1": types.ServiceConditionHealthy, "nats-2": types.ServiceConditionHealthy, "nats-3": types.ServiceConditionHealthy},
+		"worker":   {"init": types.ServiceConditionCompletedSuccessfully},
+		"notifier": {"init": types.ServiceConditionCompletedSuccessfully},
+		"sink":     {"init": types.ServiceConditionCompletedSuccessfully, "clickhouse": types.ServiceConditionHealthy},
+		"gateway":  {"init": types.ServiceConditionCompletedSuccessfully, "clickhouse": types.ServiceConditionHealthy},
 	}
 	for _, name := range want {
 		s, err := p.GetService(name)

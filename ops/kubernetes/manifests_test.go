@@ -185,7 +185,7 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 func TestWorkloads(t *testing.T) {
 	t.Parallel()
 	_, m := load(t)
-	for _, name := range []string{"winch-worker", "winch-sink", "winch-gateway"} {
+	for _, name := range []string{"winch-worker", "winch-sink", "winch-notifier", "winch-gateway"} {
 		if m.deployments[name] == nil {
 			t.Errorf("no Deployment %s", name)
 		}
@@ -316,7 +316,7 @@ func TestEnvironment(t *testing.T) {
 	// The Docker client library reads DOCKER_HOST.
 	outside := []string{"DOCKER_HOST"}
 	// The Secret the README tells users to create, and its keys.
-	secretKeys := []string{"nats-worker-password", "nats-gateway-password", "nats-alice-password", "gateway-tokens"}
+	secretKeys := []string{"nats-worker-password", "nats-gateway-password", "nats-alice-password", "gateway-tokens", "notify-secret"}
 	var containers []corev1.Container
 	for _, d := range m.deployments {
 		containers = append(containers, d.Spec.Template.Spec.Containers...)

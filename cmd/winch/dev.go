@@ -46,7 +46,7 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer nc.Close()
-	checks := map[string]metrics.Check{"nats": natsReady(nc)}
+	checks := map[string]metrics.Check{"nats": natsReady(nc), "notifier": c.notifierReady}
 	if g.ClickHouseDSN != "" {
 		checks["clickhouse"] = c.clickHouseReady
 	}
@@ -55,6 +55,9 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer stopMetrics()
+	if pm != nil {
+		c.NotifyFlags.metrics = metrics.NewNotifier(pm.reg)
+	}
 	w, release, err := c.startWorker(ctx, g, nc, log, pm)
 	if err != nil {
 		return err

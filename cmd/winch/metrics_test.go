@@ -175,7 +175,7 @@ func httpGet(t *testing.T, url, token string) (int, string) {
 }
 
 // TestDevServesEveryPartsMetricsOnOneAddress: `winch dev` with
-// WINCH_METRICS_ADDR serves its worker's, sink's and gateway's metrics on
+// WINCH_METRICS_ADDR serves its worker's, sink's, gateway's and notifier's metrics on
 // one endpoint, ready once NATS and ClickHouse are; after a job submitted
 // and followed over HTTP, every part's counters have moved.
 func TestDevServesEveryPartsMetricsOnOneAddress(t *testing.T) {
@@ -239,6 +239,7 @@ func TestDevServesEveryPartsMetricsOnOneAddress(t *testing.T) {
 		{"winch_gateway_event_streams", nil, is(0)},
 		{"winch_sink_events_stored_total", nil, func(v float64) bool { return v >= 4 }}, // accepted, started, a log, finished
 		{"winch_sink_dead_letters_total", nil, is(0)},
+		{"winch_notifications_delivered_total", nil, is(0)}, // the notifier's, though nothing asked for a webhook
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }},
 	}
 	var body string

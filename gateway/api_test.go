@@ -610,3 +610,85 @@ func TestSubmitFanout(t *testing.T) {
 		t.Fatalf("child: %+v", child)
 	}
 }
+
+// A submit takes what `winch run` takes beyond the command: a priority,
+// webhooks for the end, and a later time (at, in), checked as the CLI
+// checks its flags; what it refuses publishes nothing.
+func TestSubmitPriorityNotifyAndLater(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	q := f.env.Queue
+	var sub gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"hi"},"queue":%q,"priority":"high",
+		"notify":{"urls":["https://example.com/hook"],"on":["failed"],"format":"slack"}}`, q), &sub)
+	st := f.waitState(sub.ID, schema.StateSucceeded)
+	if st.Priority != schema.PriorityHigh || len(st.Notify) != 1 || st.Notify[0].URL != "https://example.com/hook" ||
+		fmt.Sprint(st.Notify[0].On) != "[failed]" || st.Notify[0].Format != schema.NotifySlack {
+		t.Fatalf("priority %q, notify %+v", st.Priority, st.Notify)
+	}
+
+	// in: a one-off schedule; the job does not exist until it fires.
+	began := time.Now()
+	var later gateway.Submitted
+	h := f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"later"},"queue":%q,"in":"2s"}`, q), &later)
+	if later.ID == "" || later.At == nil || later.Schedule == "" || later.State != "" || h.Get("Location") != "/v1/jobs/"+later.ID {
+		t.Fatalf("delayed: %+v", later)
+	}
+	if d := later.At.Sub(began); d < time.Second || d > 3*time.Second {
+		t.Fatalf("runs at %s, %v after the submit; want about 2s", later.At, d)
+	}
+	f.must(http.StatusNotFound, "GET", "/v1/jobs/"+later.ID, aliceToken, "", nil)
+	st = f.waitState(later.ID, schema.StateSucceeded)
+	if st.Principal != "alice" || st.Schedule != later.Schedule || st.CreatedAt.Before(*later.At) {
+		t.Fatalf("the delayed job: %+v (at %s)", st, later.At)
+	}
+
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		want       string
+		header     []string
+	}{
+		{"bad priority", `"priority":"urgent"`, 400, `"priority": priority "urgent" is not one of high, normal, low`, nil},
+		{"priority of the wrong type", `"priority":1`, 400, `"priority" must be a string`, nil},
+		{"an at in the past", `"at":"` + past + `"`, 422, `"at" ` + past + ` is not in the future`, nil},
+		{"an at that is not a time", `"at":"tomorrow"`, 400, `"at" "tomorrow" is not a time`, nil},
+		{"a negative in", `"in":"-5m"`, 400, `"in" "-5m": want a duration ahead`, nil},
+		{"at and in", `"at":"2099-01-01T00:00:00Z","in":"1h"`, 400, `give "at" or "in", not both`, nil},
+		{"in with a key", `"in":"1h"`, 400, "Idempotency-Key header does not apply to a delayed run", []string{"Idempotency-Key", "k1"}},
+		{"notify without urls", `"notify":{"on":["failed"]}`, 400, `"notify" needs "urls"`, nil},
+		{"notify to a bad url", `"notify":{"urls":["ftp://x"]}`, 400, `notify url "ftp://x" is not an http:// or https:// URL`, nil},
+		{"notify on a state that is not an end", `"notify":{"urls":["https://x.example"],"on":["running"]}`, 400, `"running" is not a state a job ends in`, nil},
+		{"notify in an unknown format", `"notify":{"urls":["https://x.example"],"format":"xml"}`, 400, `notify format "xml": want json or slack`, nil},
+		{"notify with an unknown field", `"notify":{"urls":["https://x.example"],"email":"a@b"}`, 400, `unknown field "email"`, nil},
+	} {
+		body := fmt.Sprintf(`{"command":"core.echo","params":{"text":"a"},"queue":%q,%s}`, q, tc.body)
+		before, schedules := f.queued(), f.schedulesOf(q)
+		status, _, data := f.do("POST", "/v1/jobs", aliceToken, body, tc.header...)
+		var p gateway.Problem
+		_ = json.Unmarshal(data, &p)
+		if status != tc.status || !strings.Contains(p.Detail, tc.want) {
+			t.Errorf("%s: %d %s; want %d with %q", tc.name, status, data, tc.status, tc.want)
+		}
+		if f.queued() != before || f.schedulesOf(q) != schedules {
+			t.Errorf("%s: published something", tc.name)
+		}
+	}
+}
+
+// schedulesOf counts the schedules whose runs go to queue.
+func (f *fixture) schedulesOf(queue string) int {
+	f.t.Helper()
+	list, err := f.env.Client.Schedules(f.t.Context())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for _, s := range list {
+		if s.Request.Queue == queue {
+			n++
+		}
+	}
+	return n
+}

@@ -473,8 +473,8 @@ async function viewJobs(query) {
 // --- audit -------------------------------------------------------------
 
 async function viewAudit(query) {
-  const fields = [["principal", "Principal"], ["command", "Command"], ["module", "Module"], ["queue", "Queue"], ["job", "Job id"],
-    ["since", "Since (24h, 7d or a time)"], ["until", "Until"], ["grep", "Output contains"], ["limit", "Limit"]];
+  const fields = [["principal", "Principal"], ["command", "Command"], ["module", "Module"], ["queue", "Queue"],
+    ["schedule", "Schedule"], ["parent", "Fan-out (parent job)"], ["job", "Job id"], ["since", "Since (24h, 7d or a time)"], ["until", "Until"], ["grep", "Output contains"], ["limit", "Limit"]];
   const inputs = {};
   for (const [k] of fields) inputs[k] = h("input", { type: "search", value: query.get(k) || (k === "since" ? "7d" : k === "limit" ? "50" : "") });
   inputs.status = h("select", {}, h("option", { value: "" }, "any"), STATES.map((s) => h("option", { value: s, selected: query.get("status") === s }, s)));

@@ -170,10 +170,10 @@ func idempotencyKey(r *http.Request) (string, error) {
 
 // Submitted is the answer to a submit.
 type Submitted struct {
-	ID        string       `json:"id"`
-	Command   string       `json:"command"`
-	Queue     string       `json:"queue"`
-	Principal string       `json:"principal"`
+	ID        string `json:"id"`
+	Command   string `json:"command"`
+	Queue     string `json:"queue"`
+	Principal string `json:"principal"`
 	// State is left out for a delayed run: its job exists from At on.
 	State schema.State `json:"state,omitempty"`
 	// Duplicate: a request with this id (the same Idempotency-Key) was

@@ -219,6 +219,14 @@ func (f *fixture) submit(token, command string, params map[string]any, header ..
 	return out.ID
 }
 
+// submitBody posts body as token and returns the job's id.
+func (f *fixture) submitBody(token, body string) string {
+	f.t.Helper()
+	var out gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", token, body, &out)
+	return out.ID
+}
+
 // sseEvent is one server-sent event as read off the wire.
 type sseEvent struct {
 	ID    uint64

@@ -692,3 +692,56 @@ func (f *fixture) schedulesOf(queue string) int {
 	}
 	return n
 }
+
+// The console cannot be framed or made to load anything from elsewhere,
+// and another site's page gets nothing from the API: no CORS header
+// answers a preflight or a cross-origin request, and without the token,
+// which no cookie carries, a forged POST is a 401.
+func TestConsoleHeadersAndNoCORS(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noWorker: true})
+	status, h, body := f.do("GET", "/", "", "")
+	csp := h.Get("Content-Security-Policy")
+	if status != http.StatusOK || !strings.Contains(string(body), "app.js") {
+		t.Fatalf("the console: %d %s", status, body)
+	}
+	for _, want := range []string{"default-src 'self'", "script-src 'self'", "connect-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "*") {
+		t.Errorf("Content-Security-Policy %q allows more than the gateway's own", csp)
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("X-Frame-Options %q, X-Content-Type-Options %q", h.Get("X-Frame-Options"), h.Get("X-Content-Type-Options"))
+	}
+	noCORS := func(what string, h http.Header) {
+		for k := range h {
+			if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+				t.Errorf("%s: answered with %s: %s", what, k, h.Get(k))
+			}
+		}
+	}
+	const evil = "https://evil.example"
+	for _, path := range []string{"/v1/jobs", "/v1/whoami", "/"} {
+		status, h, _ := f.do("OPTIONS", path, "", "", "Origin", evil, "Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization, content-type")
+		noCORS("a preflight of "+path, h)
+		if status < 400 {
+			t.Errorf("a preflight of %s: %d", path, status)
+		}
+	}
+	status, h, _ = f.do("GET", "/v1/whoami", aliceToken, "", "Origin", evil)
+	noCORS("a cross-origin GET", h)
+	if status != http.StatusOK {
+		t.Errorf("a cross-origin GET with a token: %d", status)
+	}
+	before := f.queued()
+	status, h, _ = f.do("POST", "/v1/jobs", "", fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"queue":%q}`, f.env.Queue),
+		"Origin", evil, "Content-Type", "text/plain")
+	noCORS("a cross-origin POST", h)
+	if status != http.StatusUnauthorized || f.queued() != before {
+		t.Errorf("a forged POST without the token: %d, published %v", status, f.queued() != before)
+	}
+}

@@ -83,7 +83,7 @@ var dbSeq atomic.Int64
 
 func newFixture(t *testing.T, o options) *fixture {
 	t.Helper()
-	cat := jobtest.Catalog("testdata/winch.yaml")
+	cat := testCatalog(t)
 	env := jobtest.New(t, natsURL, func(cfg *worker.Config) {
 		cfg.Catalog = cat
 		cfg.Executor = &process.Executor{}
@@ -123,6 +123,28 @@ func newFixture(t *testing.T, o options) *fixture {
 	return f
 }
 
+// gwCommit is the gw module's commit, in the registry and the workers'
+// catalog, as a synced module has one.
+var gwCommit = strings.Repeat("a", 40)
+
+// testCatalog is core and the gw test module at gwCommit.
+func testCatalog(t *testing.T) *modules.Catalog {
+	t.Helper()
+	data, err := os.ReadFile("testdata/winch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := modules.ParseManifest("testdata/winch.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := modules.CatalogOf([]modules.Entry{{Name: "core", Manifest: modules.Core()}, {Name: "gw", Commit: gwCommit, Manifest: m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
 // register puts the gw test module in the registry, as `winch modules add`
 // would, so that the gateway's catalog has it.
 func register(t *testing.T, env *jobtest.Env) {
@@ -140,7 +162,7 @@ func register(t *testing.T, env *jobtest.Env) {
 		t.Fatal(err)
 	}
 	entry, _ := json.Marshal(modules.Entry{Name: "gw", URL: "https://example.invalid/gw.git", Ref: "main", Kind: "branch",
-		Commit: strings.Repeat("a", 40), SyncedAt: time.Now().UTC(), Manifest: m})
+		Commit: gwCommit, SyncedAt: time.Now().UTC(), Manifest: m})
 	if _, err := kv.Create(t.Context(), "gw", entry); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		t.Fatal(err)
 	}

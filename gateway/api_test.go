@@ -463,12 +463,16 @@ func TestStreamsPerPrincipalAreLimited(t *testing.T) {
 	f.must(http.StatusOK, "POST", "/v1/jobs/"+id+"/cancel", aliceToken, "", nil)
 }
 
-// A reader that stops reading is cut off after the write timeout; the
-// gateway goes on serving others, and the job runs to its end.
+// A reader that stops reading holds back no one: while it is stalled,
+// other requests are answered and a fast follower of the same job gets
+// every event, in order, to the end; the stalled stream is cut off after
+// the write timeout, and the job runs to its end.
 func TestSlowReaderDoesNotStallTheGateway(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, options{limits: gateway.Limits{WriteTimeout: 300 * time.Millisecond, StreamsPerPrincipal: 1}})
-	id := f.submit(aliceToken, "core.seq", map[string]any{"count": 2_000_000})
+	const writeTimeout = 30 * time.Second
+	f := newFixture(t, options{limits: gateway.Limits{WriteTimeout: writeTimeout, StreamsPerPrincipal: 1}})
+	const lines = 2_000_000 // far more output than the socket buffers hold
+	id := f.submit(aliceToken, "core.seq", map[string]any{"count": lines})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -477,19 +481,45 @@ func TestSlowReaderDoesNotStallTheGateway(t *testing.T) {
 	// A tiny receive window, never read: the gateway's writes block.
 	_ = conn.(*net.TCPConn).SetReadBuffer(1024)
 	fmt.Fprintf(conn, "GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", id, aliceToken)
+	aliceStreaming := func() bool { // alice's one slot is taken by the stalled stream
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		resp, err := f.openEvents(ctx, aliceToken, id, 0)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusTooManyRequests
+	}
+	if !eventually(5*time.Second, aliceStreaming) {
+		t.Fatal("the stalled stream never opened")
+	}
 	began := time.Now()
-	for i := 0; i < 5; i++ {
+	for range 5 {
 		f.must(http.StatusOK, "GET", "/v1/jobs/"+id, bobToken, "", nil)
 	}
 	if d := time.Since(began); d > 3*time.Second {
 		t.Fatalf("other requests took %s while a reader stalled", d)
 	}
-	f.waitState(id, schema.StateSucceeded)
-	// The stalled stream was closed: alice's one slot is free again.
-	if !eventually(10*time.Second, func() bool {
-		status, _, _ := f.do("GET", "/v1/jobs/"+id+"/events?after=999999999", aliceToken, "")
-		return status == http.StatusOK
-	}) {
+	// A fast follower of the same job reads it all while alice's stalls.
+	events := f.follow(bobToken, id)
+	if last := events[len(events)-1]; last.Kind != "finished" || last.Event.State != schema.StateSucceeded {
+		t.Fatalf("the fast follower's last event: %+v", last.Event)
+	}
+	for i, ev := range events {
+		if ev.Event.Seq != i+1 {
+			t.Fatalf("the fast follower's event %d has seq %d: events were lost or repeated", i, ev.Event.Seq)
+		}
+	}
+	out := output(events, schema.Stdout)
+	if n := strings.Count(out, "\n"); n != lines || !strings.HasPrefix(out, "1\n2\n") || !strings.HasSuffix(out, fmt.Sprintf("\n%d\n", lines)) {
+		t.Fatalf("the fast follower got %d lines of output, want %d", n, lines)
+	}
+	if time.Since(began) >= writeTimeout || !aliceStreaming() {
+		t.Fatalf("the stalled stream was cut off before the fast follower was done (%s): the test proves nothing", time.Since(began))
+	}
+	// The stalled stream is cut off: alice's one slot is free again.
+	if !eventually(writeTimeout+10*time.Second, func() bool { return !aliceStreaming() }) {
 		t.Fatal("the stalled stream still holds alice's slot")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -77,6 +78,19 @@ func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 				t.Errorf("%s %s documents no 401", method, path)
 			}
 		}
+	}
+	// The body's fields are the decoder's.
+	var full struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	_ = json.Unmarshal(data, &full)
+	documented := slices.Sorted(maps.Keys(full.Components.Schemas["SubmitRequest"].Properties))
+	if decoded := slices.Sorted(slices.Values(gateway.SubmitFields)); !slices.Equal(documented, decoded) {
+		t.Errorf("SubmitRequest documents %v; the decoder takes %v", documented, decoded)
 	}
 	c := compiler(t, data)
 	for _, ref := range refs(data) {

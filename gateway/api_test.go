@@ -775,3 +775,54 @@ func TestConsoleHeadersAndNoCORS(t *testing.T) {
 		t.Errorf("a forged POST without the token: %d, published %v", status, f.queued() != before)
 	}
 }
+
+// Gateways keep nothing but open streams, so a client may go to any of
+// them: a POST retried on another gateway with the same Idempotency-Key
+// names the same job, which runs once; an event stream dropped on one
+// resumes on another from its Last-Event-ID, with nothing lost or repeated.
+func TestTwoGateways(t *testing.T) {
+	t.Parallel()
+	a := newFixture(t, options{})
+	b := a.anotherGateway()
+	body := fmt.Sprintf(`{"command":"gw.chatty","params":{"count":100,"pause":0.02},"queue":%q}`, a.env.Queue)
+	var first, retry gateway.Submitted
+	a.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &first, "Idempotency-Key", "two-gateways")
+	b.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &retry, "Idempotency-Key", "two-gateways")
+	if retry.ID != first.ID || first.Duplicate || !retry.Duplicate {
+		t.Fatalf("on A %+v, retried on B %+v", first, retry)
+	}
+	// Follow on A, drop the connection, resume on B.
+	var got []sseEvent
+	ctx, cancel := context.WithCancel(t.Context())
+	resp, err := a.openEvents(ctx, aliceToken, first.ID, 0)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events on A: %v %v", resp, err)
+	}
+	_ = readSSE(t, resp.Body, func(ev sseEvent) bool { got = append(got, ev); return len(got) < 10 })
+	cancel()
+	resp.Body.Close()
+	if got[len(got)-1].Event.Terminal() {
+		t.Fatal("the job ended before the stream was dropped: the test proves nothing")
+	}
+	resp, err = b.openEvents(t.Context(), aliceToken, first.ID, got[len(got)-1].ID)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events on B: %v %v", resp, err)
+	}
+	_ = readSSE(t, resp.Body, func(ev sseEvent) bool { got = append(got, ev); return true })
+	resp.Body.Close()
+	accepted := 0
+	for i, ev := range got {
+		if ev.Event.Seq != i+1 {
+			t.Fatalf("event %d has seq %d: lost or repeated across the gateways", i, ev.Event.Seq)
+		}
+		if ev.Kind == string(schema.KindAccepted) {
+			accepted++
+		}
+	}
+	if last := got[len(got)-1]; last.Kind != "finished" || last.Event.State != schema.StateSucceeded || accepted != 1 {
+		t.Fatalf("last %+v, accepted %d times", last.Event, accepted)
+	}
+	if out := output(got, schema.Stdout); strings.Count(out, "\n") != 100 || !strings.HasSuffix(out, "line 100\n") {
+		t.Fatalf("stdout across the gateways: %q", out)
+	}
+}

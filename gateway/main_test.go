@@ -145,6 +145,32 @@ func testCatalog(t *testing.T) *modules.Catalog {
 	return cat
 }
 
+// anotherGateway is a second gateway in front of the same NATS, on a
+// connection of its own, as another process would be.
+func (f *fixture) anotherGateway() *fixture {
+	f.t.Helper()
+	nc, err := broker.Connect(f.t.Context(), broker.ConnectConfig{URL: natsURL})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(nc.Close)
+	client, err := producer.New(f.t.Context(), nc, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Tokens: testTokens(), Client: client, Logger: f.env.Logger()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := gw.Start(f.t.Context()); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = gw.Stop(context.Background()) })
+	g := *f
+	g.gw, g.url = gw, gw.URL()
+	return &g
+}
+
 // register puts the gw test module in the registry, as `winch modules add`
 // would, so that the gateway's catalog has it.
 func register(t *testing.T, env *jobtest.Env) {
@@ -353,5 +379,3 @@ func (f *fixture) waitState(id string, state schema.State) schema.JobState {
 	}
 	return st
 }
-
-var _ = producer.UntilDone

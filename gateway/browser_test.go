@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/winchhq/winch/gateway"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/schema"
 )
@@ -347,5 +348,52 @@ func TestConsoleInABrowser(t *testing.T) {
 		run(t, ctx, "phone "+p.name, chromedp.Navigate(f.url+p.url), chromedp.WaitVisible(chromedp.CSS(p.ready)))
 		noSidewaysScroll(t, ctx, "the "+p.name+" page")
 		shot(t, ctx, "09-phone-"+p.name)
+	}
+}
+
+// A person whose organisation has an OpenID Connect issuer signs in to the
+// console by pasting an ID token from it; a job run then is theirs. An
+// expired one is refused with the gateway's reason.
+func TestConsoleSignInWithOIDC(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t)
+	f := newFixture(t, options{edit: func(c *gateway.Config) {
+		c.OIDC = &gateway.OIDCConfig{Issuer: iss.srv.URL, Audience: "winch", PrincipalClaim: "preferred_username"}
+	}})
+	ctx := browser(t)
+	onlyGateway(t, ctx, f.url)
+	expired := iss.token(t, iss.key, map[string]any{"preferred_username": "olivia", "exp": time.Now().Add(-time.Hour).Unix()})
+	run(t, ctx, "paste an expired ID token",
+		chromedp.Navigate(f.url+"/#/signin"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SetValue(chromedp.CSS("#token"), expired),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".signin .problem")),
+	)
+	if msg := get(t, ctx, chromedp.TextContent(chromedp.CSS(".signin .problem"))); !strings.Contains(msg, "expired") {
+		t.Errorf("an expired ID token: %q", msg)
+	}
+	good := iss.token(t, iss.key, map[string]any{"sub": "u-1", "preferred_username": "olivia", "roles": []string{"dba"}})
+	run(t, ctx, "paste a good one",
+		chromedp.SetValue(chromedp.CSS("#token"), good),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`nav.tree a[href="#/run/core.echo"]`)),
+		void(chromedp.Poll[bool](`document.getElementById("who").textContent === "olivia (dba)"`)),
+	)
+	if js[bool](t, ctx, `!document.getElementById("toast").hidden`) {
+		t.Errorf("signed in, the page still shows %q", get(t, ctx, chromedp.TextContent(chromedp.CSS("#toast"))))
+	}
+	shot(t, ctx, "01-signed-in")
+	run(t, ctx, "run core.echo as olivia",
+		chromedp.Navigate(f.url+"/#/run/core.echo"),
+		chromedp.WaitVisible(chromedp.CSS("#p-text")),
+		chromedp.SendKeys(chromedp.CSS("#p-text"), "from the console"),
+		chromedp.Click(chromedp.CSS("details summary")),
+		chromedp.SendKeys(chromedp.CSS("#run-queue"), f.env.Queue),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-state [data-state="succeeded"]`)),
+	)
+	if who := get(t, ctx, chromedp.TextContent(chromedp.CSS(`[data-fact="principal"]`))); who != "olivia" {
+		t.Fatalf("the job's principal: %q", who)
 	}
 }

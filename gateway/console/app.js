@@ -105,7 +105,8 @@ function signOut(why) {
   sessionStorage.removeItem("winch-token");
   me = null;
   renderWho();
-  if (why) toast(why, true);
+  // On the sign-in page the form says why; elsewhere a toast does.
+  if (why && !location.hash.startsWith("#/signin")) toast(why, true);
   location.hash = "#/signin";
 }
 
@@ -123,6 +124,7 @@ function viewSignIn() {
     try {
       me = await api("/v1/whoami");
       renderWho();
+      document.getElementById("toast").hidden = true;
       location.hash = "#/run";
     } catch (x) {
       sessionStorage.removeItem("winch-token");

@@ -701,7 +701,8 @@ func TestSubmitPriorityNotifyAndLater(t *testing.T) {
 		if status != tc.status || !strings.Contains(p.Detail, tc.want) {
 			t.Errorf("%s: %d %s; want %d with %q", tc.name, status, data, tc.status, tc.want)
 		}
-		if f.queued() != before || f.schedulesOf(q) != schedules {
+		// (The delayed run's schedule, fired, may leave the list meanwhile.)
+		if f.queued() > before || f.schedulesOf(q) > schedules {
 			t.Errorf("%s: published something", tc.name)
 		}
 	}

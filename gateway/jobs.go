@@ -347,12 +347,17 @@ func runOptions(body SubmitRequest, key string, now time.Time) (submitOptions, i
 		if err != nil || d <= 0 {
 			return o, http.StatusBadRequest, fmt.Errorf(`"in" %q: want a duration ahead, like 90s or 2h`, body.In)
 		}
+		// Schedules fire on whole seconds: round up, so that the run is
+		// never earlier than asked nor its time already past when stored.
 		o.at = now.Add(d)
+		if t := o.at.Truncate(time.Second); !t.Equal(o.at) {
+			o.at = t.Add(time.Second)
+		}
 	} else {
 		if o.at, err = time.Parse(time.RFC3339, body.At); err != nil {
 			return o, http.StatusBadRequest, fmt.Errorf(`"at" %q is not a time: write RFC 3339 with its offset, like 2026-12-01T03:00:00Z`, body.At)
 		}
-		if !o.at.After(now) {
+		if !o.at.Truncate(time.Second).After(now) {
 			return o, http.StatusUnprocessableEntity, fmt.Errorf(`"at" %s is not in the future (it is %s now)`, o.at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
 	}

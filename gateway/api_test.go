@@ -365,6 +365,7 @@ func TestBadBodiesPublishNothing(t *testing.T) {
 		{"fan-out over a number", `{"command":"core.env","each":{"param":"count","values":["1","2"]}}`, 422, `"count" is of type int: a fan-out's values are text`},
 		{"parallel without each", `{"command":"core.echo","params":{"text":"a"},"parallel":2}`, 400, `"parallel" and "fail_fast" apply to a fan-out`},
 		{"each of the wrong type", `{"command":"core.echo","each":["a"]}`, 400, `"each" must be an object like`},
+		{"an unknown field in each", `{"command":"core.echo","each":{"param":"text","values":["a"],"max":2}}`, 400, `unknown field "max" in "each": each takes param, values`},
 	} {
 		body := tc.body
 		if strings.HasPrefix(body, `{"command":"core`) && !strings.Contains(body, `"queue"`) {
@@ -691,7 +692,7 @@ func TestSubmitPriorityNotifyAndLater(t *testing.T) {
 		{"notify to a bad url", `"notify":{"urls":["ftp://x"]}`, 400, `notify url "ftp://x" is not an http:// or https:// URL`, nil},
 		{"notify on a state that is not an end", `"notify":{"urls":["https://x.example"],"on":["running"]}`, 400, `"running" is not a state a job ends in`, nil},
 		{"notify in an unknown format", `"notify":{"urls":["https://x.example"],"format":"xml"}`, 400, `notify format "xml": want json or slack`, nil},
-		{"notify with an unknown field", `"notify":{"urls":["https://x.example"],"email":"a@b"}`, 400, `unknown field "email"`, nil},
+		{"notify with an unknown field", `"notify":{"urls":["https://x.example"],"email":"a@b"}`, 400, `unknown field "email" in "notify": notify takes urls, on, format`, nil},
 	} {
 		body := fmt.Sprintf(`{"command":"core.echo","params":{"text":"a"},"queue":%q,%s}`, q, tc.body)
 		before, schedules := f.queued(), f.schedulesOf(q)

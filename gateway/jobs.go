@@ -88,7 +88,7 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return SubmitRequest{}, &errBody{describeDecodeError(err)}
+		return SubmitRequest{}, &errBody{describeDecodeError(err, data)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return SubmitRequest{}, &errBody{"the body holds more than one JSON value: send one object"}
@@ -114,7 +114,7 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	return req, nil
 }
 
-func describeDecodeError(err error) string {
+func describeDecodeError(err error, data []byte) string {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	msg := strings.TrimPrefix(err.Error(), "json: ")
@@ -150,6 +150,23 @@ func describeDecodeError(err error) string {
 		name := strings.Trim(strings.TrimPrefix(msg, "unknown field "), `"`)
 		if name == "principal" {
 			return `"principal" is not a field: a job's principal is who the credentials say`
+		}
+		// encoding/json does not say where: a name the body's top level
+		// does not have is inside one of its objects.
+		var top map[string]json.RawMessage
+		if json.Unmarshal(data, &top) == nil {
+			if _, ok := top[name]; !ok {
+				var in, takes []string
+				for _, nested := range []struct{ field, takes string }{{"notify", "urls, on, format"}, {"each", "param, values"}} {
+					if _, ok := top[nested.field]; ok {
+						in = append(in, strconv.Quote(nested.field))
+						takes = append(takes, nested.field+" takes "+nested.takes)
+					}
+				}
+				if len(in) > 0 {
+					return fmt.Sprintf("unknown field %q in %s: %s", name, strings.Join(in, " or "), strings.Join(takes, "; "))
+				}
+			}
 		}
 		return fmt.Sprintf("unknown field %q: a submit takes %s (parameters go inside \"params\")", name, strings.Join(SubmitFields, ", "))
 	}

@@ -652,6 +652,9 @@ func TestSubmitPriorityNotifyAndLater(t *testing.T) {
 	var sub gateway.Submitted
 	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"hi"},"queue":%q,"priority":"high",
 		"notify":{"urls":["https://example.com/hook"],"on":["failed"],"format":"slack"}}`, q), &sub)
+	if len(sub.Warnings) != 1 || !strings.Contains(sub.Warnings[0], "no notifier is running: job "+sub.ID+"'s webhooks wait") {
+		t.Errorf("warnings: %q", sub.Warnings)
+	}
 	st := f.waitState(sub.ID, schema.StateSucceeded)
 	if st.Priority != schema.PriorityHigh || len(st.Notify) != 1 || st.Notify[0].URL != "https://example.com/hook" ||
 		fmt.Sprint(st.Notify[0].On) != "[failed]" || st.Notify[0].Format != schema.NotifySlack {
@@ -662,7 +665,7 @@ func TestSubmitPriorityNotifyAndLater(t *testing.T) {
 	began := time.Now()
 	var later gateway.Submitted
 	h := f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"later"},"queue":%q,"in":"2s"}`, q), &later)
-	if later.ID == "" || later.At == nil || later.Schedule == "" || later.State != "" || h.Get("Location") != "/v1/jobs/"+later.ID {
+	if later.ID == "" || later.At == nil || later.Schedule == "" || later.State != "" || len(later.Warnings) != 0 || h.Get("Location") != "/v1/jobs/"+later.ID {
 		t.Fatalf("delayed: %+v", later)
 	}
 	if d := later.At.Sub(began); d < time.Second || d > 3*time.Second {

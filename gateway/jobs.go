@@ -201,6 +201,20 @@ type Submitted struct {
 	// schedule that runs it (removing that schedule cancels it).
 	At       *time.Time `json:"at,omitempty"`
 	Schedule string     `json:"schedule,omitempty"`
+	// Warnings are what the caller may want to fix that did not stop the
+	// submit (webhooks with no notifier running), as winch run says them.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// warnings are winch run's notes on a submit that went through.
+func (s *Server) warnings(ctx context.Context, jobID string, notify []schema.NotifyTarget) []string {
+	if len(notify) == 0 {
+		return nil
+	}
+	if ok, err := s.cfg.Client.NotifierListening(ctx); err == nil && !ok {
+		return []string{fmt.Sprintf("no notifier is running: job %s's webhooks wait until one starts (winch notifier)", jobID)}
+	}
+	return nil
 }
 
 // Links are where to look at a job next.
@@ -281,7 +295,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 	jobID := sub.Request.ID
 	s.log.Info("job submitted", "job", jobID, "command", prepared.Command, "principal", id.Principal, "duplicate", sub.Duplicate)
 	out := Submitted{ID: jobID, Command: sub.Request.Command, Queue: sub.Request.Queue, Principal: id.Principal,
-		State: schema.StateQueued, Duplicate: sub.Duplicate, Links: linksOf(jobID)}
+		State: schema.StateQueued, Duplicate: sub.Duplicate, Links: linksOf(jobID), Warnings: s.warnings(ctx, jobID, prepared.Notify)}
 	if sub.Duplicate {
 		if st, err := s.cfg.Client.Status(ctx, jobID); err == nil {
 			out.State = st.State
@@ -392,7 +406,7 @@ func (s *Server) submitLater(ctx context.Context, w http.ResponseWriter, catalog
 	s.log.Info("job scheduled", "job", jobID, "command", d.Request.Command, "principal", run.Principal, "at", d.At, "schedule", d.Name)
 	when := d.At.UTC()
 	out := Submitted{ID: jobID, Command: d.Request.Command, Queue: d.Request.Queue, Principal: run.Principal,
-		Links: linksOf(jobID), At: &when, Schedule: d.Name}
+		Links: linksOf(jobID), At: &when, Schedule: d.Name, Warnings: s.warnings(ctx, jobID, run.Notify)}
 	w.Header().Set("Location", out.Links.Self)
 	writeJSON(w, http.StatusAccepted, out)
 }

@@ -56,8 +56,10 @@ services:
 clickhouse:
 	ops/clickhouse.sh start .data/clickhouse 9000
 
+# The console's browser tests save their screenshots in out/screens (kept
+# by CI; go test's own artifact directory is deleted after the run).
 test: lint images services
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	WINCH_ARTIFACTS=$(CURDIR)/out/screens $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

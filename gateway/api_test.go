@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -365,6 +366,7 @@ func TestBadBodiesPublishNothing(t *testing.T) {
 		{"fan-out over a number", `{"command":"core.env","each":{"param":"count","values":["1","2"]}}`, 422, `"count" is of type int: a fan-out's values are text`},
 		{"parallel without each", `{"command":"core.echo","params":{"text":"a"},"parallel":2}`, 400, `"parallel" and "fail_fast" apply to a fan-out`},
 		{"each of the wrong type", `{"command":"core.echo","each":["a"]}`, 400, `"each" must be an object like`},
+		{"an unknown field in each", `{"command":"core.echo","each":{"param":"text","values":["a"],"max":2}}`, 400, `unknown field "max" in "each": each takes param, values`},
 	} {
 		body := tc.body
 		if strings.HasPrefix(body, `{"command":"core`) && !strings.Contains(body, `"queue"`) {
@@ -463,12 +465,16 @@ func TestStreamsPerPrincipalAreLimited(t *testing.T) {
 	f.must(http.StatusOK, "POST", "/v1/jobs/"+id+"/cancel", aliceToken, "", nil)
 }
 
-// A reader that stops reading is cut off after the write timeout; the
-// gateway goes on serving others, and the job runs to its end.
+// A reader that stops reading holds back no one: while it is stalled,
+// other requests are answered and a fast follower of the same job gets
+// every event, in order, to the end; the stalled stream is cut off after
+// the write timeout, and the job runs to its end.
 func TestSlowReaderDoesNotStallTheGateway(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, options{limits: gateway.Limits{WriteTimeout: 300 * time.Millisecond, StreamsPerPrincipal: 1}})
-	id := f.submit(aliceToken, "core.seq", map[string]any{"count": 2_000_000})
+	const writeTimeout = 30 * time.Second
+	f := newFixture(t, options{limits: gateway.Limits{WriteTimeout: writeTimeout, StreamsPerPrincipal: 1}})
+	const lines = 2_000_000 // far more output than the socket buffers hold
+	id := f.submit(aliceToken, "core.seq", map[string]any{"count": lines})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -477,19 +483,50 @@ func TestSlowReaderDoesNotStallTheGateway(t *testing.T) {
 	// A tiny receive window, never read: the gateway's writes block.
 	_ = conn.(*net.TCPConn).SetReadBuffer(1024)
 	fmt.Fprintf(conn, "GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", id, aliceToken)
+	aliceStreaming := func() bool { // alice's one slot is taken by the stalled stream
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		resp, err := f.openEvents(ctx, aliceToken, id, 0)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusTooManyRequests
+	}
+	// Read the status line, then never read again.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if status, err := bufio.NewReaderSize(conn, 16).ReadString('\n'); err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("the stalled stream: %q %v", status, err)
+	}
+	if !aliceStreaming() {
+		t.Fatal("the stalled stream does not hold alice's one slot")
+	}
 	began := time.Now()
-	for i := 0; i < 5; i++ {
+	for range 5 {
 		f.must(http.StatusOK, "GET", "/v1/jobs/"+id, bobToken, "", nil)
 	}
 	if d := time.Since(began); d > 3*time.Second {
 		t.Fatalf("other requests took %s while a reader stalled", d)
 	}
-	f.waitState(id, schema.StateSucceeded)
-	// The stalled stream was closed: alice's one slot is free again.
-	if !eventually(10*time.Second, func() bool {
-		status, _, _ := f.do("GET", "/v1/jobs/"+id+"/events?after=999999999", aliceToken, "")
-		return status == http.StatusOK
-	}) {
+	// A fast follower of the same job reads it all while alice's stalls.
+	events := f.follow(bobToken, id)
+	if last := events[len(events)-1]; last.Kind != "finished" || last.Event.State != schema.StateSucceeded {
+		t.Fatalf("the fast follower's last event: %+v", last.Event)
+	}
+	for i, ev := range events {
+		if ev.Event.Seq != i+1 {
+			t.Fatalf("the fast follower's event %d has seq %d: events were lost or repeated", i, ev.Event.Seq)
+		}
+	}
+	out := output(events, schema.Stdout)
+	if n := strings.Count(out, "\n"); n != lines || !strings.HasPrefix(out, "1\n2\n") || !strings.HasSuffix(out, fmt.Sprintf("\n%d\n", lines)) {
+		t.Fatalf("the fast follower got %d lines of output, want %d", n, lines)
+	}
+	if time.Since(began) >= writeTimeout || !aliceStreaming() {
+		t.Fatalf("the stalled stream was cut off before the fast follower was done (%s): the test proves nothing", time.Since(began))
+	}
+	// The stalled stream is cut off: alice's one slot is free again.
+	if !eventually(writeTimeout+10*time.Second, func() bool { return !aliceStreaming() }) {
 		t.Fatal("the stalled stream still holds alice's slot")
 	}
 }
@@ -608,5 +645,195 @@ func TestSubmitFanout(t *testing.T) {
 	f.must(http.StatusOK, "GET", "/v1/jobs/"+schema.FanoutChildID(sub.ID, 2), aliceToken, "", &child)
 	if child.State != schema.StateSucceeded || child.ParentID != sub.ID || child.Params["text"] != "c" {
 		t.Fatalf("child: %+v", child)
+	}
+}
+
+// A submit takes what `winch run` takes beyond the command: a priority,
+// webhooks for the end, and a later time (at, in), checked as the CLI
+// checks its flags; what it refuses publishes nothing.
+func TestSubmitPriorityNotifyAndLater(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{})
+	q := f.env.Queue
+	var sub gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"hi"},"queue":%q,"priority":"high",
+		"notify":{"urls":["https://example.com/hook"],"on":["failed"],"format":"slack"}}`, q), &sub)
+	if len(sub.Warnings) != 1 || !strings.Contains(sub.Warnings[0], "no notifier is running: job "+sub.ID+"'s webhooks wait") {
+		t.Errorf("warnings: %q", sub.Warnings)
+	}
+	st := f.waitState(sub.ID, schema.StateSucceeded)
+	if st.Priority != schema.PriorityHigh || len(st.Notify) != 1 || st.Notify[0].URL != "https://example.com/hook" ||
+		fmt.Sprint(st.Notify[0].On) != "[failed]" || st.Notify[0].Format != schema.NotifySlack {
+		t.Fatalf("priority %q, notify %+v", st.Priority, st.Notify)
+	}
+
+	// in: a one-off schedule; the job does not exist until it fires.
+	began := time.Now()
+	var later gateway.Submitted
+	h := f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"later"},"queue":%q,"in":"2s"}`, q), &later)
+	if later.ID == "" || later.At == nil || later.Schedule == "" || later.State != "" || len(later.Warnings) != 0 || h.Get("Location") != "/v1/jobs/"+later.ID {
+		t.Fatalf("delayed: %+v", later)
+	}
+	if d := later.At.Sub(began); d < time.Second || d > 3*time.Second {
+		t.Fatalf("runs at %s, %v after the submit; want about 2s", later.At, d)
+	}
+	f.must(http.StatusNotFound, "GET", "/v1/jobs/"+later.ID, aliceToken, "", nil)
+	st = f.waitState(later.ID, schema.StateSucceeded)
+	if st.Principal != "alice" || st.Schedule != later.Schedule || st.CreatedAt.Before(*later.At) {
+		t.Fatalf("the delayed job: %+v (at %s)", st, later.At)
+	}
+
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		want       string
+		header     []string
+	}{
+		{"bad priority", `"priority":"urgent"`, 400, `"priority": priority "urgent" is not one of high, normal, low`, nil},
+		{"priority of the wrong type", `"priority":1`, 400, `"priority" must be a string`, nil},
+		{"an at in the past", `"at":"` + past + `"`, 422, `"at" ` + past + ` is not in the future`, nil},
+		{"an at that is not a time", `"at":"tomorrow"`, 400, `"at" "tomorrow" is not a time`, nil},
+		{"a negative in", `"in":"-5m"`, 400, `"in" "-5m": want a duration ahead`, nil},
+		{"at and in", `"at":"2099-01-01T00:00:00Z","in":"1h"`, 400, `give "at" or "in", not both`, nil},
+		{"in with a key", `"in":"1h"`, 400, "Idempotency-Key header does not apply to a delayed run", []string{"Idempotency-Key", "k1"}},
+		{"notify without urls", `"notify":{"on":["failed"]}`, 400, `"notify" needs "urls"`, nil},
+		{"notify to a bad url", `"notify":{"urls":["ftp://x"]}`, 400, `notify url "ftp://x" is not an http:// or https:// URL`, nil},
+		{"notify on a state that is not an end", `"notify":{"urls":["https://x.example"],"on":["running"]}`, 400, `"running" is not a state a job ends in`, nil},
+		{"notify in an unknown format", `"notify":{"urls":["https://x.example"],"format":"xml"}`, 400, `notify format "xml": want json or slack`, nil},
+		{"notify with an unknown field", `"notify":{"urls":["https://x.example"],"email":"a@b"}`, 400, `unknown field "email" in "notify": notify takes urls, on, format`, nil},
+	} {
+		body := fmt.Sprintf(`{"command":"core.echo","params":{"text":"a"},"queue":%q,%s}`, q, tc.body)
+		before, schedules := f.queued(), f.schedulesOf(q)
+		status, _, data := f.do("POST", "/v1/jobs", aliceToken, body, tc.header...)
+		var p gateway.Problem
+		_ = json.Unmarshal(data, &p)
+		if status != tc.status || !strings.Contains(p.Detail, tc.want) {
+			t.Errorf("%s: %d %s; want %d with %q", tc.name, status, data, tc.status, tc.want)
+		}
+		// (The delayed run's schedule, fired, may leave the list meanwhile.)
+		if f.queued() > before || f.schedulesOf(q) > schedules {
+			t.Errorf("%s: published something", tc.name)
+		}
+	}
+}
+
+// schedulesOf counts the schedules whose runs go to queue.
+func (f *fixture) schedulesOf(queue string) int {
+	f.t.Helper()
+	list, err := f.env.Client.Schedules(f.t.Context())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for _, s := range list {
+		if s.Request.Queue == queue {
+			n++
+		}
+	}
+	return n
+}
+
+// The console cannot be framed or made to load anything from elsewhere,
+// and another site's page gets nothing from the API: no CORS header
+// answers a preflight or a cross-origin request, and without the token,
+// which no cookie carries, a forged POST is a 401.
+func TestConsoleHeadersAndNoCORS(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noWorker: true})
+	status, h, body := f.do("GET", "/", "", "")
+	csp := h.Get("Content-Security-Policy")
+	if status != http.StatusOK || !strings.Contains(string(body), "app.js") {
+		t.Fatalf("the console: %d %s", status, body)
+	}
+	for _, want := range []string{"default-src 'self'", "script-src 'self'", "connect-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "*") {
+		t.Errorf("Content-Security-Policy %q allows more than the gateway's own", csp)
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("X-Frame-Options %q, X-Content-Type-Options %q", h.Get("X-Frame-Options"), h.Get("X-Content-Type-Options"))
+	}
+	noCORS := func(what string, h http.Header) {
+		for k := range h {
+			if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+				t.Errorf("%s: answered with %s: %s", what, k, h.Get(k))
+			}
+		}
+	}
+	const evil = "https://evil.example"
+	for _, path := range []string{"/v1/jobs", "/v1/whoami", "/"} {
+		status, h, _ := f.do("OPTIONS", path, "", "", "Origin", evil, "Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization, content-type")
+		noCORS("a preflight of "+path, h)
+		if status < 400 {
+			t.Errorf("a preflight of %s: %d", path, status)
+		}
+	}
+	status, h, _ = f.do("GET", "/v1/whoami", aliceToken, "", "Origin", evil)
+	noCORS("a cross-origin GET", h)
+	if status != http.StatusOK {
+		t.Errorf("a cross-origin GET with a token: %d", status)
+	}
+	before := f.queued()
+	status, h, _ = f.do("POST", "/v1/jobs", "", fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"queue":%q}`, f.env.Queue),
+		"Origin", evil, "Content-Type", "text/plain")
+	noCORS("a cross-origin POST", h)
+	if status != http.StatusUnauthorized || f.queued() != before {
+		t.Errorf("a forged POST without the token: %d, published %v", status, f.queued() != before)
+	}
+}
+
+// Gateways keep nothing but open streams, so a client may go to any of
+// them: a POST retried on another gateway with the same Idempotency-Key
+// names the same job, which runs once; an event stream dropped on one
+// resumes on another from its Last-Event-ID, with nothing lost or repeated.
+func TestTwoGateways(t *testing.T) {
+	t.Parallel()
+	a := newFixture(t, options{})
+	b := a.anotherGateway()
+	body := fmt.Sprintf(`{"command":"gw.chatty","params":{"count":100,"pause":0.02},"queue":%q}`, a.env.Queue)
+	var first, retry gateway.Submitted
+	a.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &first, "Idempotency-Key", "two-gateways")
+	b.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken, body, &retry, "Idempotency-Key", "two-gateways")
+	if retry.ID != first.ID || first.Duplicate || !retry.Duplicate {
+		t.Fatalf("on A %+v, retried on B %+v", first, retry)
+	}
+	// Follow on A, drop the connection, resume on B.
+	var got []sseEvent
+	ctx, cancel := context.WithCancel(t.Context())
+	resp, err := a.openEvents(ctx, aliceToken, first.ID, 0)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events on A: %v %v", resp, err)
+	}
+	_ = readSSE(t, resp.Body, func(ev sseEvent) bool { got = append(got, ev); return len(got) < 10 })
+	cancel()
+	resp.Body.Close()
+	if got[len(got)-1].Event.Terminal() {
+		t.Fatal("the job ended before the stream was dropped: the test proves nothing")
+	}
+	resp, err = b.openEvents(t.Context(), aliceToken, first.ID, got[len(got)-1].ID)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events on B: %v %v", resp, err)
+	}
+	_ = readSSE(t, resp.Body, func(ev sseEvent) bool { got = append(got, ev); return true })
+	resp.Body.Close()
+	accepted := 0
+	for i, ev := range got {
+		if ev.Event.Seq != i+1 {
+			t.Fatalf("event %d has seq %d: lost or repeated across the gateways", i, ev.Event.Seq)
+		}
+		if ev.Kind == string(schema.KindAccepted) {
+			accepted++
+		}
+	}
+	if last := got[len(got)-1]; last.Kind != "finished" || last.Event.State != schema.StateSucceeded || accepted != 1 {
+		t.Fatalf("last %+v, accepted %d times", last.Event, accepted)
+	}
+	if out := output(got, schema.Stdout); strings.Count(out, "\n") != 100 || !strings.HasSuffix(out, "line 100\n") {
+		t.Fatalf("stdout across the gateways: %q", out)
 	}
 }

@@ -20,6 +20,10 @@ func (s *Server) noAudit(w http.ResponseWriter) bool {
 	return true
 }
 
+// auditQuery are the query parameters of GET /v1/audit/jobs: the flags of
+// `winch audit`.
+var auditQuery = []string{"principal", "command", "module", "queue", "schedule", "parent", "status", "job", "since", "until", "grep", "limit"}
+
 // auditFilter reads the filters of `winch audit` from the query, with its
 // defaults (since 7d, limit 50). A principal without the auditor or admin
 // role reads only its own jobs.
@@ -31,7 +35,7 @@ func auditFilter(q map[string][]string, id Identity, now time.Time) (audit.Filte
 		return ""
 	}
 	f := audit.Filter{Principal: get("principal"), Command: get("command"), Module: get("module"), Queue: get("queue"),
-		State: schema.State(get("status")), JobID: get("job"), Grep: get("grep")}
+		Schedule: get("schedule"), Parent: get("parent"), State: schema.State(get("status")), JobID: get("job"), Grep: get("grep")}
 	if f.State != "" && !slices.Contains(allStates, f.State) {
 		return f, http.StatusBadRequest, fmt.Errorf("status %q is not one of queued, running, succeeded, failed, cancelled, timed_out, rejected, dead", f.State)
 	}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,9 @@ func FuzzDecodeSubmit(f *testing.F) {
 		`{"command":"core.sleep","params":{"seconds":1.5},"queue":"q","timeout":"10s"}`,
 		`{"command":7}`, `[]`, `null`, `{"command":"a.b","params":null}`, `{"command":"a.b"} {}`,
 		`{"command":"a.b","params":{"n":12345678901234567890}}`, `{"command":"a.b","extra":1}`, "\xff", `{"COMMAND":"a.b"}`,
+		`{"command":"a.b","each":{"param":"p","values":["x"]},"parallel":2,"fail_fast":true}`,
+		`{"command":"a.b","priority":"high","notify":{"urls":["https://x.example"],"on":["failed"],"format":"slack"},"in":"2h"}`,
+		`{"command":"a.b","at":"2030-01-01T00:00:00Z","notify":{"urls":[],"extra":1}}`, `{"command":"a.b","Priority":"low"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -36,7 +40,7 @@ func FuzzDecodeSubmit(f *testing.F) {
 			t.Fatalf("accepted what is not a JSON object: %q", data)
 		}
 		for k := range check {
-			if k != "command" && k != "params" && k != "queue" && k != "timeout" {
+			if !slices.Contains(gateway.SubmitFields, k) {
 				t.Fatalf("accepted the unknown field %q", k)
 			}
 		}

@@ -19,6 +19,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -297,22 +300,25 @@ func (s *Server) Routes() []string {
 type route struct {
 	method, pattern string
 	handler         func(http.ResponseWriter, *http.Request, Identity)
+	// query names the query parameters the route reads; any other is a
+	// 400, not silently ignored (a misspelt filter would widen a search).
+	query []string
 }
 
 func (s *Server) apiRoutes() []route {
 	return []route{
-		{"GET", "/v1/whoami", s.whoami},
-		{"GET", "/v1/commands", s.listCommands},
-		{"GET", "/v1/commands/{name}", s.getCommand},
-		{"GET", "/v1/modules", s.listModules},
-		{"POST", "/v1/jobs", s.submit},
-		{"GET", "/v1/jobs", s.listJobs},
-		{"GET", "/v1/jobs/{id}", s.getJob},
-		{"POST", "/v1/jobs/{id}/cancel", s.cancel},
-		{"GET", "/v1/jobs/{id}/events", s.events},
-		{"GET", "/v1/audit/jobs", s.auditJobs},
-		{"GET", "/v1/audit/jobs/{id}", s.auditJob},
-		{"GET", "/v1/stats/jobs-per-minute", s.perMinute},
+		{"GET", "/v1/whoami", s.whoami, nil},
+		{"GET", "/v1/commands", s.listCommands, nil},
+		{"GET", "/v1/commands/{name}", s.getCommand, nil},
+		{"GET", "/v1/modules", s.listModules, nil},
+		{"POST", "/v1/jobs", s.submit, nil},
+		{"GET", "/v1/jobs", s.listJobs, []string{"state", "principal", "command", "queue", "limit"}},
+		{"GET", "/v1/jobs/{id}", s.getJob, nil},
+		{"POST", "/v1/jobs/{id}/cancel", s.cancel, []string{"wait"}},
+		{"GET", "/v1/jobs/{id}/events", s.events, []string{"after"}},
+		{"GET", "/v1/audit/jobs", s.auditJobs, auditQuery},
+		{"GET", "/v1/audit/jobs/{id}", s.auditJob, nil},
+		{"GET", "/v1/stats/jobs-per-minute", s.perMinute, []string{"hours"}},
 	}
 }
 
@@ -341,10 +347,42 @@ func (s *Server) api(r route) http.Handler {
 			problem(w, http.StatusUnauthorized, err.Error())
 			return
 		}
+		if err := checkQuery(req.URL.Query(), r.query); err != nil {
+			writeProblem(w, Problem{Status: http.StatusBadRequest, Detail: fmt.Sprintf("%s %s: %v", r.method, r.pattern, err), Allowed: r.query})
+			return
+		}
 		r.handler(w, req, id)
 		s.log.Debug("request", "method", req.Method, "path", req.URL.Path, "principal", id.Principal,
 			"took", time.Since(began).Round(time.Microsecond))
 	})
+}
+
+// checkQuery refuses a query parameter the route does not read, naming
+// the ones it does.
+func checkQuery(q url.Values, allowed []string) error {
+	var unknown []string
+	for k := range q {
+		if !slices.Contains(allowed, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	takes := "takes no query parameters"
+	if len(allowed) > 0 {
+		takes = "takes only " + strings.Join(allowed, ", ")
+	}
+	return fmt.Errorf("unknown query parameter %s: this route %s (names are lower case)", quoteAll(unknown), takes)
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }
 
 // statusRecorder keeps the status code of a response, for the metrics;

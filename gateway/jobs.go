@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/jobs"
+	"github.com/winchhq/winch/modules"
 	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -37,9 +40,35 @@ type SubmitRequest struct {
 	Each     *schema.Each `json:"each,omitempty"`
 	Parallel int          `json:"parallel,omitempty"`
 	FailFast bool         `json:"fail_fast,omitempty"`
+	// Priority is high, normal (the default) or low (winch run --priority).
+	Priority string `json:"priority,omitempty"`
+	// Notify are webhooks to call when the job ends (winch run --notify,
+	// --notify-on, --notify-format).
+	Notify *NotifyRequest `json:"notify,omitempty"`
+	// At (RFC 3339) or In (a duration, like 2h) make it a delayed run: a
+	// one-off schedule whose fire is the job (winch run --at/--in).
+	At string `json:"at,omitempty"`
+	In string `json:"in,omitempty"`
 }
 
-var submitFields = []string{"command", "params", "queue", "timeout", "each", "parallel", "fail_fast"}
+// NotifyRequest is --notify URL... --notify-on STATE,... --notify-format.
+type NotifyRequest struct {
+	URLs   []string       `json:"urls"`
+	On     []schema.State `json:"on,omitempty"`
+	Format string         `json:"format,omitempty"`
+}
+
+// SubmitFields are the names a submit body may have, from SubmitRequest's
+// own tags: the decoder refuses any other.
+var SubmitFields = jsonFields(reflect.TypeFor[SubmitRequest]())
+
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		out = append(out, strings.Split(f.Tag.Get("json"), ",")[0])
+	}
+	return out
+}
 
 // errBody is a body that is not a SubmitRequest; its message says what to
 // send instead.
@@ -59,7 +88,7 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return SubmitRequest{}, &errBody{describeDecodeError(err)}
+		return SubmitRequest{}, &errBody{describeDecodeError(err, data)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return SubmitRequest{}, &errBody{"the body holds more than one JSON value: send one object"}
@@ -68,8 +97,8 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	var names map[string]json.RawMessage
 	if err := json.Unmarshal(data, &names); err == nil {
 		for name := range names {
-			if !slices.Contains(submitFields, name) {
-				return SubmitRequest{}, &errBody{fmt.Sprintf("unknown field %q: a submit takes %s (names are lower case; parameters go inside \"params\")", name, strings.Join(submitFields, ", "))}
+			if !slices.Contains(SubmitFields, name) {
+				return SubmitRequest{}, &errBody{fmt.Sprintf("unknown field %q: a submit takes %s (names are lower case; parameters go inside \"params\")", name, strings.Join(SubmitFields, ", "))}
 			}
 		}
 	}
@@ -85,7 +114,7 @@ func DecodeSubmit(data []byte, maxParams int) (SubmitRequest, error) {
 	return req, nil
 }
 
-func describeDecodeError(err error) string {
+func describeDecodeError(err error, data []byte) string {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	msg := strings.TrimPrefix(err.Error(), "json: ")
@@ -111,6 +140,10 @@ func describeDecodeError(err error) string {
 			want = "a whole number"
 		case field == "fail_fast":
 			want = "true or false"
+		case field == "notify":
+			want = `an object like {"urls": ["https://example.com/hook"], "on": ["failed"], "format": "json"}`
+		case field == "notify.urls", field == "notify.on":
+			want = "a list of strings"
 		}
 		return fmt.Sprintf("%q must be %s, not %s", field, want, typ.Value)
 	case strings.HasPrefix(msg, "unknown field "):
@@ -118,7 +151,24 @@ func describeDecodeError(err error) string {
 		if name == "principal" {
 			return `"principal" is not a field: a job's principal is who the credentials say`
 		}
-		return fmt.Sprintf("unknown field %q: a submit takes %s (parameters go inside \"params\")", name, strings.Join(submitFields, ", "))
+		// encoding/json does not say where: a name the body's top level
+		// does not have is inside one of its objects.
+		var top map[string]json.RawMessage
+		if json.Unmarshal(data, &top) == nil {
+			if _, ok := top[name]; !ok {
+				var in, takes []string
+				for _, nested := range []struct{ field, takes string }{{"notify", "urls, on, format"}, {"each", "param, values"}} {
+					if _, ok := top[nested.field]; ok {
+						in = append(in, strconv.Quote(nested.field))
+						takes = append(takes, nested.field+" takes "+nested.takes)
+					}
+				}
+				if len(in) > 0 {
+					return fmt.Sprintf("unknown field %q in %s: %s", name, strings.Join(in, " or "), strings.Join(takes, "; "))
+				}
+			}
+		}
+		return fmt.Sprintf("unknown field %q: a submit takes %s (parameters go inside \"params\")", name, strings.Join(SubmitFields, ", "))
 	}
 	return "the body could not be read as a submit: " + msg
 }
@@ -137,15 +187,34 @@ func idempotencyKey(r *http.Request) (string, error) {
 
 // Submitted is the answer to a submit.
 type Submitted struct {
-	ID        string       `json:"id"`
-	Command   string       `json:"command"`
-	Queue     string       `json:"queue"`
-	Principal string       `json:"principal"`
-	State     schema.State `json:"state"`
+	ID        string `json:"id"`
+	Command   string `json:"command"`
+	Queue     string `json:"queue"`
+	Principal string `json:"principal"`
+	// State is left out for a delayed run: its job exists from At on.
+	State schema.State `json:"state,omitempty"`
 	// Duplicate: a request with this id (the same Idempotency-Key) was
 	// already queued; nothing new runs.
 	Duplicate bool  `json:"duplicate"`
 	Links     Links `json:"links"`
+	// At and Schedule, for a delayed run: when it runs, and the one-off
+	// schedule that runs it (removing that schedule cancels it).
+	At       *time.Time `json:"at,omitempty"`
+	Schedule string     `json:"schedule,omitempty"`
+	// Warnings are what the caller may want to fix that did not stop the
+	// submit (webhooks with no notifier running), as winch run says them.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// warnings are winch run's notes on a submit that went through.
+func (s *Server) warnings(ctx context.Context, jobID string, notify []schema.NotifyTarget) []string {
+	if len(notify) == 0 {
+		return nil
+	}
+	if ok, err := s.cfg.Client.NotifierListening(ctx); err == nil && !ok {
+		return []string{fmt.Sprintf("no notifier is running: job %s's webhooks wait until one starts (winch notifier)", jobID)}
+	}
+	return nil
 }
 
 // Links are where to look at a job next.
@@ -190,6 +259,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 			return
 		}
 	}
+	opts, status, err := runOptions(body, key, time.Now())
+	if err != nil {
+		problem(w, status, err.Error())
+		return
+	}
 	// From here the request is the gateway's to finish: a caller that goes
 	// away does not leave it half-published.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 15*time.Second)
@@ -199,10 +273,16 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 		s.fail(w, err)
 		return
 	}
-	prepared, err := producer.Prepare(catalog, producer.RunRequest{
+	run := producer.RunRequest{
 		Command: body.Command, Params: body.Params, Queue: body.Queue, Principal: id.Principal,
 		IdempotencyKey: key, Timeout: timeout, Each: body.Each, Parallel: body.Parallel, FailFast: body.FailFast,
-	})
+		Priority: opts.priority, Notify: opts.notify,
+	}
+	if !opts.at.IsZero() {
+		s.submitLater(ctx, w, catalog, run, opts.at)
+		return
+	}
+	prepared, err := producer.Prepare(catalog, run)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -215,7 +295,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 	jobID := sub.Request.ID
 	s.log.Info("job submitted", "job", jobID, "command", prepared.Command, "principal", id.Principal, "duplicate", sub.Duplicate)
 	out := Submitted{ID: jobID, Command: sub.Request.Command, Queue: sub.Request.Queue, Principal: id.Principal,
-		State: schema.StateQueued, Duplicate: sub.Duplicate, Links: linksOf(jobID)}
+		State: schema.StateQueued, Duplicate: sub.Duplicate, Links: linksOf(jobID), Warnings: s.warnings(ctx, jobID, prepared.Notify)}
 	if sub.Duplicate {
 		if st, err := s.cfg.Client.Status(ctx, jobID); err == nil {
 			out.State = st.State
@@ -246,6 +326,91 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, id Identity) {
 	writeJSON(w, http.StatusAccepted, out)
 }
 
+// submitOptions are what a submit asks beyond the command: as winch run's
+// --priority, --notify* and --at/--in.
+type submitOptions struct {
+	priority schema.Priority
+	notify   []schema.NotifyTarget
+	at       time.Time // zero: now
+}
+
+// runOptions checks a submit's priority, webhooks and time as winch run
+// checks its flags; the status is 400 for a value of the wrong form, 422
+// for a time already past.
+func runOptions(body SubmitRequest, key string, now time.Time) (submitOptions, int, error) {
+	var o submitOptions
+	var err error
+	if o.priority, err = schema.ParsePriority(body.Priority); err != nil {
+		return o, http.StatusBadRequest, fmt.Errorf("\"priority\": %w", err)
+	}
+	if n := body.Notify; n != nil {
+		if len(n.URLs) == 0 {
+			return o, http.StatusBadRequest, errors.New(`"notify" needs "urls": the webhooks to call when the job ends, like {"urls": ["https://example.com/hook"]}`)
+		}
+		if len(n.URLs) > schema.MaxNotifyTargets {
+			return o, http.StatusBadRequest, fmt.Errorf(`"notify" has %d urls; at most %d`, len(n.URLs), schema.MaxNotifyTargets)
+		}
+		format := n.Format
+		if format == schema.NotifyJSON {
+			format = "" // the default, left out of the request
+		}
+		for _, u := range n.URLs {
+			t := schema.NotifyTarget{URL: u, On: n.On, Format: format}
+			if err := t.Check(); err != nil {
+				return o, http.StatusBadRequest, fmt.Errorf(`"notify": %w`, err)
+			}
+			o.notify = append(o.notify, t)
+		}
+	}
+	if body.At == "" && body.In == "" {
+		return o, 0, nil
+	}
+	switch {
+	case body.At != "" && body.In != "":
+		return o, http.StatusBadRequest, errors.New(`give "at" or "in", not both`)
+	case body.Each != nil:
+		return o, http.StatusBadRequest, errors.New(`"at" and "in" do not take "each" yet: schedule each run, or run the fan-out now`)
+	case key != "":
+		return o, http.StatusBadRequest, errors.New(`the Idempotency-Key header does not apply to a delayed run ("at", "in"): its job id comes from its schedule and time`)
+	}
+	if body.In != "" {
+		d, err := time.ParseDuration(body.In)
+		if err != nil || d <= 0 {
+			return o, http.StatusBadRequest, fmt.Errorf(`"in" %q: want a duration ahead, like 90s or 2h`, body.In)
+		}
+		// Schedules fire on whole seconds: round up, so that the run is
+		// never earlier than asked nor its time already past when stored.
+		o.at = now.Add(d)
+		if t := o.at.Truncate(time.Second); !t.Equal(o.at) {
+			o.at = t.Add(time.Second)
+		}
+	} else {
+		if o.at, err = time.Parse(time.RFC3339, body.At); err != nil {
+			return o, http.StatusBadRequest, fmt.Errorf(`"at" %q is not a time: write RFC 3339 with its offset, like 2026-12-01T03:00:00Z`, body.At)
+		}
+		if !o.at.Truncate(time.Second).After(now) {
+			return o, http.StatusUnprocessableEntity, fmt.Errorf(`"at" %s is not in the future (it is %s now)`, o.at.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+	}
+	return o, 0, nil
+}
+
+// submitLater is winch run --at/--in: a one-off schedule, whose fire is an
+// ordinary job with an id known now.
+func (s *Server) submitLater(ctx context.Context, w http.ResponseWriter, catalog *modules.Catalog, run producer.RunRequest, at time.Time) {
+	jobID, d, err := s.cfg.Client.RunAt(ctx, catalog, run, at, "")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.log.Info("job scheduled", "job", jobID, "command", d.Request.Command, "principal", run.Principal, "at", d.At, "schedule", d.Name)
+	when := d.At.UTC()
+	out := Submitted{ID: jobID, Command: d.Request.Command, Queue: d.Request.Queue, Principal: run.Principal,
+		Links: linksOf(jobID), At: &when, Schedule: d.Name, Warnings: s.warnings(ctx, jobID, run.Notify)}
+	w.Header().Set("Location", out.Links.Self)
+	writeJSON(w, http.StatusAccepted, out)
+}
+
 // fail answers with the problem err is: what the caller can fix is a 4xx
 // saying what; what is the system's is a 5xx.
 func (s *Server) fail(w http.ResponseWriter, err error) {
@@ -260,7 +425,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeProblem(w, p)
 	case errors.Is(err, producer.ErrUnknownCommand):
 		problem(w, http.StatusUnprocessableEntity, err.Error()+" (GET /v1/commands lists them)")
-	case errors.As(err, &reqErr):
+	case errors.As(err, &reqErr), errors.Is(err, schedule.ErrSpec):
 		problem(w, http.StatusUnprocessableEntity, err.Error())
 	case errors.Is(err, producer.ErrNotFound):
 		problem(w, http.StatusNotFound, err.Error())

@@ -83,7 +83,7 @@ var dbSeq atomic.Int64
 
 func newFixture(t *testing.T, o options) *fixture {
 	t.Helper()
-	cat := jobtest.Catalog("testdata/winch.yaml")
+	cat := testCatalog(t)
 	env := jobtest.New(t, natsURL, func(cfg *worker.Config) {
 		cfg.Catalog = cat
 		cfg.Executor = &process.Executor{}
@@ -123,6 +123,54 @@ func newFixture(t *testing.T, o options) *fixture {
 	return f
 }
 
+// gwCommit is the gw module's commit, in the registry and the workers'
+// catalog, as a synced module has one.
+var gwCommit = strings.Repeat("a", 40)
+
+// testCatalog is core and the gw test module at gwCommit.
+func testCatalog(t *testing.T) *modules.Catalog {
+	t.Helper()
+	data, err := os.ReadFile("testdata/winch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := modules.ParseManifest("testdata/winch.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := modules.CatalogOf([]modules.Entry{{Name: "core", Manifest: modules.Core()}, {Name: "gw", Commit: gwCommit, Manifest: m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// anotherGateway is a second gateway in front of the same NATS, on a
+// connection of its own, as another process would be.
+func (f *fixture) anotherGateway() *fixture {
+	f.t.Helper()
+	nc, err := broker.Connect(f.t.Context(), broker.ConnectConfig{URL: natsURL})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(nc.Close)
+	client, err := producer.New(f.t.Context(), nc, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Tokens: testTokens(), Client: client, Logger: f.env.Logger()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := gw.Start(f.t.Context()); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = gw.Stop(context.Background()) })
+	g := *f
+	g.gw, g.url = gw, gw.URL()
+	return &g
+}
+
 // register puts the gw test module in the registry, as `winch modules add`
 // would, so that the gateway's catalog has it.
 func register(t *testing.T, env *jobtest.Env) {
@@ -140,7 +188,7 @@ func register(t *testing.T, env *jobtest.Env) {
 		t.Fatal(err)
 	}
 	entry, _ := json.Marshal(modules.Entry{Name: "gw", URL: "https://example.invalid/gw.git", Ref: "main", Kind: "branch",
-		Commit: strings.Repeat("a", 40), SyncedAt: time.Now().UTC(), Manifest: m})
+		Commit: gwCommit, SyncedAt: time.Now().UTC(), Manifest: m})
 	if _, err := kv.Create(t.Context(), "gw", entry); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		t.Fatal(err)
 	}
@@ -216,6 +264,14 @@ func (f *fixture) submit(token, command string, params map[string]any, header ..
 	body, _ := json.Marshal(map[string]any{"command": command, "params": params, "queue": f.env.Queue})
 	var out gateway.Submitted
 	f.must(http.StatusAccepted, "POST", "/v1/jobs", token, string(body), &out, header...)
+	return out.ID
+}
+
+// submitBody posts body as token and returns the job's id.
+func (f *fixture) submitBody(token, body string) string {
+	f.t.Helper()
+	var out gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", token, body, &out)
 	return out.ID
 }
 
@@ -323,5 +379,3 @@ func (f *fixture) waitState(id string, state schema.State) schema.JobState {
 	}
 	return st
 }
-
-var _ = producer.UntilDone

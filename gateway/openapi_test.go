@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/winchhq/winch/gateway"
+	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/schema"
 )
 
@@ -74,6 +78,19 @@ func TestOpenAPIDocumentsEveryRouteAndOnlyThose(t *testing.T) {
 				t.Errorf("%s %s documents no 401", method, path)
 			}
 		}
+	}
+	// The body's fields are the decoder's.
+	var full struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	_ = json.Unmarshal(data, &full)
+	documented := slices.Sorted(maps.Keys(full.Components.Schemas["SubmitRequest"].Properties))
+	if decoded := slices.Sorted(slices.Values(gateway.SubmitFields)); !slices.Equal(documented, decoded) {
+		t.Errorf("SubmitRequest documents %v; the decoder takes %v", documented, decoded)
 	}
 	c := compiler(t, data)
 	for _, ref := range refs(data) {
@@ -148,6 +165,7 @@ func (c *checker) check(method, route string, status int, contentType string, bo
 		return
 	}
 	if mediaType == "text/event-stream" {
+		c.checkEvents(method, route, body)
 		return
 	}
 	sch, err := c.comp.Compile("openapi.json" + loc + "/content/" + strings.ReplaceAll(mediaType, "/", "~1") + "/schema")
@@ -163,17 +181,139 @@ func (c *checker) check(method, route string, status int, contentType string, bo
 	}
 }
 
+// checkEvents validates each data: frame of an event stream against the
+// document's Event, and that it has no field the document does not name
+// (Event admits more, for newer workers; this gateway's must be known).
+func (c *checker) checkEvents(method, route string, body []byte) {
+	c.t.Helper()
+	sch, err := c.comp.Compile("openapi.json#/components/schemas/Event")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	props := c.doc["components"].(map[string]any)["schemas"].(map[string]any)["Event"].(map[string]any)["properties"].(map[string]any)
+	frames := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		frames++
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(data))
+		if err != nil {
+			c.t.Fatalf("%s %s: frame %s: %v", method, route, data, err)
+		}
+		if err := sch.Validate(v); err != nil {
+			c.t.Errorf("%s %s: an event does not match the document's Event: %v\n%s", method, route, err, data)
+		}
+		for k := range v.(map[string]any) {
+			if _, ok := props[k]; !ok {
+				c.t.Errorf("%s %s: the event's field %q is not in the document's Event", method, route, k)
+			}
+		}
+	}
+	if frames == 0 {
+		c.t.Errorf("%s %s: no data: frames in %q", method, route, body)
+	}
+}
+
+// documentedQuery are the names of the query parameters the document gives
+// an operation.
+func (c *checker) documentedQuery(method, route string) []string {
+	op := c.doc["paths"].(map[string]any)[route].(map[string]any)[strings.ToLower(method)].(map[string]any)
+	params, _ := op["parameters"].([]any)
+	out := []string{}
+	for _, p := range params {
+		pm := p.(map[string]any)
+		if ref, ok := pm["$ref"].(string); ok {
+			pm = c.doc["components"].(map[string]any)["parameters"].(map[string]any)[ref[strings.LastIndex(ref, "/")+1:]].(map[string]any)
+		}
+		if pm["in"] == "query" {
+			out = append(out, pm["name"].(string))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Each route's documented query parameters are those it takes: a query
+// parameter it does not take is a 400 that lists the ones it does, and
+// that list is the document's.
+func TestDocumentedQueryParametersAreTheAccepted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, options{noWorker: true})
+	c := newChecker(t)
+	for _, r := range f.gw.Routes() {
+		method, route, _ := strings.Cut(r, " ")
+		if route == "/v1/openapi.json" {
+			continue
+		}
+		path := strings.NewReplacer("{id}", "no-such-job", "{name}", "core.echo").Replace(route)
+		status, h, body := f.do(method, path+"?no-such-parameter=1", aliceToken, "")
+		c.check(method, route, status, h.Get("Content-Type"), body)
+		var p struct {
+			Detail  string
+			Allowed []string
+		}
+		_ = json.Unmarshal(body, &p)
+		if status != http.StatusBadRequest || !strings.Contains(p.Detail, `unknown query parameter "no-such-parameter"`) {
+			t.Errorf("%s with an unknown query parameter: %d %s", r, status, body)
+			continue
+		}
+		slices.Sort(p.Allowed)
+		if doc := c.documentedQuery(method, route); !slices.Equal(doc, orNone(p.Allowed)) {
+			t.Errorf("%s takes %v; the document says %v", r, p.Allowed, doc)
+		}
+	}
+}
+
+func orNone(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 // Real answers of every route, good and bad, match what the document says
 // of them.
 func TestResponsesMatchTheDocument(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, options{})
+	f := newFixture(t, options{audit: true})
 	c := newChecker(t)
+	// Without an audit store, its routes are 503 and the chart counts
+	// from NATS.
+	bare := newFixture(t, options{noWorker: true})
+	for _, path := range []string{"/v1/audit/jobs", "/v1/audit/jobs/no-such-job", "/v1/stats/jobs-per-minute"} {
+		route := strings.Replace(path, "no-such-job", "{id}", 1)
+		status, h, body := bare.do("GET", path, aliceToken, "")
+		c.check("GET", route, status, h.Get("Content-Type"), body)
+		if want := http.StatusServiceUnavailable; strings.HasPrefix(path, "/v1/audit") && status != want {
+			t.Errorf("%s without an audit store: %d, want %d", path, status, want)
+		}
+		if strings.HasPrefix(path, "/v1/stats") && (status != http.StatusOK || !strings.Contains(string(body), `"source":"nats"`)) {
+			t.Errorf("%s without an audit store: %d %s", path, status, body)
+		}
+	}
 	id := f.submit(aliceToken, "core.echo", map[string]any{"text": "doc"})
 	f.waitState(id, schema.StateSucceeded)
 	sleeper := f.submit(aliceToken, "core.sleep", map[string]any{"seconds": 30})
 	f.waitState(sleeper, schema.StateRunning)
 	q := f.env.Queue
+	// Events of every kind the document names that a test can make: a
+	// fan-out (progress, parent_id), a job with priority and webhooks.
+	var fan gateway.Submitted
+	f.must(http.StatusAccepted, "POST", "/v1/jobs", aliceToken,
+		fmt.Sprintf(`{"command":"core.echo","each":{"param":"text","values":["a","b"]},"queue":%q}`, q), &fan)
+	f.follow(aliceToken, fan.ID)
+	rich := f.submitBody(aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"priority":"low","notify":{"urls":["https://example.com/h"]},"queue":%q}`, q))
+	f.follow(aliceToken, rich)
+	// The audit store has the job before its routes are asked.
+	if !jobtest.Eventually(30*time.Second, func() bool {
+		var one gateway.AuditedJob
+		status, _, body := f.do("GET", "/v1/audit/jobs/"+id, aliceToken, "")
+		return status == http.StatusOK && json.Unmarshal(body, &one) == nil && one.Job != nil && len(one.Events) > 0 && one.Events[len(one.Events)-1].Terminal()
+	}) {
+		t.Fatalf("job %s is not in the audit store", id)
+	}
 	for _, tc := range []struct {
 		method, route, path, token, body string
 	}{
@@ -196,8 +336,18 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{"POST", "/v1/jobs/{id}/cancel", "/v1/jobs/" + sleeper + "/cancel", bobToken, ""},
 		{"POST", "/v1/jobs/{id}/cancel", "/v1/jobs/" + sleeper + "/cancel?wait=10s", aliceToken, ""},
 		{"POST", "/v1/jobs/{id}/cancel", "/v1/jobs/" + id + "/cancel", aliceToken, ""},
-		{"GET", "/v1/audit/jobs", "/v1/audit/jobs", aliceToken, ""},
+		{"POST", "/v1/jobs", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"in":"1h","queue":%q}`, q)},
+		{"POST", "/v1/jobs", "/v1/jobs", aliceToken, fmt.Sprintf(`{"command":"core.echo","params":{"text":"x"},"at":"2000-01-01T00:00:00Z","queue":%q}`, q)},
+		{"GET", "/v1/jobs/{id}/events", "/v1/jobs/" + fan.ID + "/events", aliceToken, ""},
+		{"GET", "/v1/jobs/{id}/events", "/v1/jobs/" + schema.FanoutChildID(fan.ID, 0) + "/events", aliceToken, ""},
+		{"GET", "/v1/jobs/{id}/events", "/v1/jobs/" + rich + "/events", aliceToken, ""},
+		{"GET", "/v1/jobs/{id}", "/v1/jobs/" + rich, aliceToken, ""},
+		{"GET", "/v1/audit/jobs", "/v1/audit/jobs?queue=" + q, aliceToken, ""},
+		{"GET", "/v1/audit/jobs", "/v1/audit/jobs?status=bogus", aliceToken, ""},
+		{"GET", "/v1/audit/jobs", "/v1/audit/jobs?principal=alice", bobToken, ""},
 		{"GET", "/v1/audit/jobs/{id}", "/v1/audit/jobs/" + id, aliceToken, ""},
+		{"GET", "/v1/audit/jobs/{id}", "/v1/audit/jobs/" + id, bobToken, ""},
+		{"GET", "/v1/audit/jobs/{id}", "/v1/audit/jobs/no-such-job", aliceToken, ""},
 		{"GET", "/v1/stats/jobs-per-minute", "/v1/stats/jobs-per-minute", aliceToken, ""},
 		{"GET", "/v1/stats/jobs-per-minute", "/v1/stats/jobs-per-minute?hours=0", aliceToken, ""},
 	} {
@@ -206,5 +356,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, status, body)
 		}
 		c.check(tc.method, tc.route, status, h.Get("Content-Type"), body)
+		if tc.route == "/v1/stats/jobs-per-minute" && status == http.StatusOK && !strings.Contains(string(body), `"source":"audit"`) {
+			t.Errorf("the chart with an audit store: %s", body)
+		}
 	}
 }

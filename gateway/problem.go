@@ -17,6 +17,9 @@ type Problem struct {
 	// JobID names the job a problem is about, when there is one (a
 	// refused command, on the record).
 	JobID string `json:"job_id,omitempty"`
+	// Allowed lists the query parameters a route takes, when a request
+	// gave one it does not.
+	Allowed []string `json:"allowed,omitempty"`
 }
 
 // ParamProblem is what is wrong with one parameter.

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/winchhq/winch/internal/testenv"
 )
@@ -88,5 +95,72 @@ func TestDevServesTheGatewayToCurl(t *testing.T) {
 	}
 	if err := dev.Wait(); err != nil {
 		t.Fatalf("winch dev exited with %v after Ctrl-C", err)
+	}
+}
+
+// `winch gateway` with WINCH_TLS_CERT and WINCH_TLS_KEY speaks HTTPS only,
+// and may then listen beyond loopback: a client that trusts the
+// certificate's CA reaches the API and the console; one that does not is
+// refused by TLS, and plain HTTP gets no answer from the API.
+func TestGatewayServesHTTPS(t *testing.T) {
+	t.Parallel()
+	pki := testenv.NewPKI(t, t.TempDir(), "gateway")
+	const token = "https-token-0123456789"
+	sum := sha256.Sum256([]byte(token))
+	env := []string{"WINCH_HTTP_ADDR=0.0.0.0:0", "WINCH_TLS_CERT=" + pki.CertFile, "WINCH_TLS_KEY=" + pki.KeyFile,
+		"WINCH_TOKENS=" + hex.EncodeToString(sum[:]) + ":alice"}
+	gw, lines := startWinch(t, env, "gateway")
+	var listening struct {
+		Msg, URL string
+		TLS      bool
+	}
+	for listening.Msg != "gateway listening" && lines.Scan() {
+		_ = json.Unmarshal(lines.Bytes(), &listening)
+	}
+	if !listening.TLS || !strings.HasPrefix(listening.URL, "https://") {
+		t.Fatalf("winch gateway with a certificate: %+v", listening)
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	port := listening.URL[strings.LastIndex(listening.URL, ":")+1:]
+	ca, err := os.ReadFile(pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	get := func(client *http.Client, url string) (*http.Response, string, error) {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body), nil
+	}
+	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer trusting.CloseIdleConnections()
+	resp, body, err := get(trusting, "https://localhost:"+port+"/v1/whoami")
+	if err != nil || resp.StatusCode != http.StatusOK || resp.TLS == nil || !strings.Contains(body, `"principal":"alice"`) {
+		t.Fatalf("whoami over HTTPS: %v %v %s", resp, err, body)
+	}
+	if resp, body, err := get(trusting, "https://localhost:"+port+"/"); err != nil || !strings.Contains(body, "<title>winch console</title>") {
+		t.Fatalf("the console over HTTPS: %v %v", resp, err)
+	}
+	if _, _, err := get(&http.Client{Timeout: 10 * time.Second}, "https://localhost:"+port+"/v1/whoami"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client that does not trust the CA: %v", err)
+	}
+	if resp, body, err := get(&http.Client{Timeout: 10 * time.Second}, "http://127.0.0.1:"+port+"/v1/whoami"); err == nil && (resp.StatusCode == http.StatusOK || strings.Contains(body, "alice")) {
+		t.Fatalf("plain HTTP: %d %s", resp.StatusCode, body)
+	}
+	if err := gw.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Wait(); err != nil {
+		t.Fatalf("winch gateway exited with %v after Ctrl-C", err)
 	}
 }

@@ -43,8 +43,11 @@ function stateBadge(state) {
   return h("span", { class: "state " + (state || "queued"), "data-state": state || "" }, state || "?");
 }
 
-function toast(msg) {
+// toast shows msg for a few seconds; a new page hides it unless keep
+// (a message about why the page changed).
+function toast(msg, keep) {
   const t = document.getElementById("toast");
+  toast.keep = !!keep;
   t.textContent = msg;
   t.hidden = false;
   clearTimeout(toast.timer);
@@ -102,7 +105,8 @@ function signOut(why) {
   sessionStorage.removeItem("winch-token");
   me = null;
   renderWho();
-  if (why) toast(why);
+  // On the sign-in page the form says why; elsewhere a toast does.
+  if (why && !location.hash.startsWith("#/signin")) toast(why, true);
   location.hash = "#/signin";
 }
 
@@ -120,6 +124,7 @@ function viewSignIn() {
     try {
       me = await api("/v1/whoami");
       renderWho();
+      document.getElementById("toast").hidden = true;
       location.hash = "#/run";
     } catch (x) {
       sessionStorage.removeItem("winch-token");
@@ -305,7 +310,8 @@ async function viewJob(id) {
     ["executor", "Executor"], ["commit", "Module commit"], ["exit", "Exit code"], ["duration", "Duration"], ["created", "Created"],
     ["started", "Started"], ["finished", "Finished"], ["error", "Error"]]) {
     fact[k] = h("dd", { "data-fact": k });
-    facts.append(h("dt", {}, label), fact[k]);
+    fact[k].label = h("dt", {}, label);
+    facts.append(fact[k].label, fact[k]);
   }
   const params = h("tbody");
   const stdout = h("pre", { class: "log", id: "stdout", tabindex: "0", "aria-label": "Standard output" });
@@ -326,6 +332,9 @@ async function viewJob(id) {
     fact.started.textContent = fmtTime(state.started_at);
     fact.finished.textContent = fmtTime(state.finished_at);
     fact.error.textContent = state.error || "";
+    // What does not apply (an image with the process executor, an error
+    // of a job that succeeded) is left out rather than shown blank.
+    for (const dd of Object.values(fact)) { dd.hidden = dd.textContent === ""; dd.label.hidden = dd.hidden; }
     params.replaceChildren(...Object.keys(state.params || {}).sort().map((k) =>
       h("tr", {}, h("th", { scope: "row" }, k), h("td", { class: "mono" }, JSON.stringify(state.params[k])))));
     badge.replaceChildren(stateBadge(state.state));
@@ -375,7 +384,9 @@ async function viewJob(id) {
 
 // --- jobs list and chart -----------------------------------------------
 
-function chart(buckets, since) {
+// chart draws the counts at the box's own width, so that its text is
+// the page's size on a phone as on a desktop.
+function chart(buckets, since, width) {
   const minutes = Math.max(1, Math.round((Date.now() - new Date(since)) / 60000));
   const start = new Date(since).getTime();
   const cols = new Map();
@@ -388,7 +399,7 @@ function chart(buckets, since) {
     cols.set(i, c);
     max = Math.max(max, Object.values(c).reduce((a, x) => a + x, 0));
   }
-  const W = 960, H = 160, pad = 24, bw = (W - pad) / minutes;
+  const W = Math.max(280, Math.round(width || 960)), H = 160, pad = 24, bw = (W - pad) / minutes;
   const s = svg("svg", { viewBox: `0 0 ${W} ${H + 20}`, role: "img", "aria-label": "Jobs per minute by state over the last " + Math.round(minutes / 60) + " hours" });
   s.append(svg("line", { x1: pad, y1: H, x2: W, y2: H, stroke: "#8c959f" }));
   const top = svg("text", { x: 0, y: 12, "font-size": 11, fill: "#59636e" }); top.textContent = String(max); s.append(top);
@@ -403,7 +414,8 @@ function chart(buckets, since) {
       r.append(t); s.append(r);
     }
   }
-  for (let m = 0; m <= minutes - 30; m += 60) {
+  const step = W < 600 ? 120 : 60; // room for each label
+  for (let m = 0; m <= minutes - 30; m += step) {
     const t = svg("text", { x: pad + m * bw, y: H + 15, "font-size": 11, fill: "#59636e" });
     t.textContent = new Date(start + m * 60000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     s.append(t);
@@ -462,7 +474,7 @@ async function viewJobs(query) {
       body.replaceChildren(...list.jobs.map(jobRow));
       status.textContent = list.jobs.length + " jobs" + (list.truncated ? " (more match: narrow the filters)" : "") + " · updated " + new Date().toLocaleTimeString();
       const per = await api("/v1/stats/jobs-per-minute?hours=" + (query.get("hours") || "3"));
-      chartBox.replaceChildren(chart(per.buckets, per.since));
+      chartBox.replaceChildren(chart(per.buckets, per.since, chartBox.clientWidth));
     } catch (x) { status.replaceChildren(problemBox(x)); }
   }
   await refresh();
@@ -473,8 +485,8 @@ async function viewJobs(query) {
 // --- audit -------------------------------------------------------------
 
 async function viewAudit(query) {
-  const fields = [["principal", "Principal"], ["command", "Command"], ["module", "Module"], ["queue", "Queue"], ["job", "Job id"],
-    ["since", "Since (24h, 7d or a time)"], ["until", "Until"], ["grep", "Output contains"], ["limit", "Limit"]];
+  const fields = [["principal", "Principal"], ["command", "Command"], ["module", "Module"], ["queue", "Queue"],
+    ["schedule", "Schedule"], ["parent", "Fan-out (parent job)"], ["job", "Job id"], ["since", "Since (24h, 7d or a time)"], ["until", "Until"], ["grep", "Output contains"], ["limit", "Limit"]];
   const inputs = {};
   for (const [k] of fields) inputs[k] = h("input", { type: "search", value: query.get(k) || (k === "since" ? "7d" : k === "limit" ? "50" : "") });
   inputs.status = h("select", {}, h("option", { value: "" }, "any"), STATES.map((s) => h("option", { value: s, selected: query.get("status") === s }, s)));
@@ -503,6 +515,8 @@ async function viewAudit(query) {
 // --- router ------------------------------------------------------------
 
 async function route() {
+  if (!toast.keep) document.getElementById("toast").hidden = true; // it was about the page left
+  toast.keep = false;
   for (const stop of leave) stop();
   leave = [];
   const hash = location.hash || "#/run";

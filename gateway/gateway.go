@@ -32,6 +32,16 @@ import (
 	"github.com/winchhq/winch/schema"
 )
 
+// SettingsError is a setting that Start found cannot work (a certificate
+// that is not one): the operator's to fix, not a passing failure like a
+// port in use. New reports its own refusals before anything starts.
+type SettingsError struct{ Err error }
+
+func (e *SettingsError) Error() string { return e.Err.Error() }
+func (e *SettingsError) Unwrap() error { return e.Err }
+
+func settingsError(err error) error { return &SettingsError{Err: err} }
+
 // DefaultAddr is where the gateway listens unless WINCH_HTTP_ADDR says.
 const DefaultAddr = "127.0.0.1:5123"
 
@@ -229,7 +239,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			ln.Close()
 			stopCatalog()
-			return fmt.Errorf("gateway: WINCH_TLS_CERT/WINCH_TLS_KEY: %w", err)
+			return settingsError(fmt.Errorf("gateway: WINCH_TLS_CERT/WINCH_TLS_KEY: %w", err))
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
 		s.https = true

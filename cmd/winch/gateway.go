@@ -120,6 +120,9 @@ func (f *GatewayFlags) start(ctx context.Context, g *Globals, nc *nats.Conn, log
 	}
 	if err := srv.Start(ctx); err != nil {
 		release()
+		if errors.As(err, new(*gateway.SettingsError)) {
+			return nil, nil, usageError("%w", err)
+		}
 		return nil, nil, &ExitError{Code: exitUnavailable, Err: err}
 	}
 	return srv, func() {

@@ -164,3 +164,38 @@ func TestGatewayServesHTTPS(t *testing.T) {
 		t.Fatalf("winch gateway exited with %v after Ctrl-C", err)
 	}
 }
+
+// A gateway setting that cannot work is the operator's to fix: winch
+// gateway says which and exits 64, not 69 (which says "try again later").
+func TestGatewaySettingsRefusedAsUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "cert.pem")
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, []byte("- sha256: ab\n  principle: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := "WINCH_TOKENS=" + strings.Repeat("ab", 32) + ":alice"
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"certificate without key", []string{token, "WINCH_HTTP_ADDR=127.0.0.1:0", "WINCH_TLS_CERT=" + notPEM}, "set both WINCH_TLS_CERT and WINCH_TLS_KEY"},
+		{"not PEM", []string{token, "WINCH_HTTP_ADDR=127.0.0.1:0", "WINCH_TLS_CERT=" + notPEM, "WINCH_TLS_KEY=" + notPEM}, "failed to find any PEM data"},
+		{"plain HTTP beyond loopback", []string{token, "WINCH_HTTP_ADDR=0.0.0.0:0"}, "would carry tokens in clear"},
+		{"tokens file", []string{"WINCH_TOKENS_FILE=" + tokens, "WINCH_HTTP_ADDR=127.0.0.1:0"}, `unknown field "principle"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			out, code := runWinch(t, tt.env, "gateway")
+			if code != exitUsage || !strings.Contains(out, tt.want) {
+				t.Fatalf("winch gateway exited %d (want %d), saying:\n%s\nwant it to say %q", code, exitUsage, out, tt.want)
+			}
+		})
+	}
+}

@@ -432,3 +432,42 @@ func TestScheduleIntervalCatchUpSkipAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Parameters are validated again at each run: a schedule written straight
+// on NATS, past `winch schedule add`'s checks, with a parameter its command
+// does not take, makes a fire that is rejected, naming the schedule and the
+// parameter, and never runs.
+func TestScheduleFireWithInvalidParametersIsRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.StartWorker(worker.Config{})
+	name := uniqueName(e)
+	st, err := schedule.Open(t.Context(), e.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Second).Truncate(time.Second).UTC()
+	d := schedule.Definition{Version: schedule.Version, Name: name, Owner: "alice", At: at, CatchUp: schedule.CatchUpRunOnce,
+		Request: schema.Request{Command: "core.echo", Params: map[string]any{"text": []any{"not", "a", "string"}}, Queue: e.Queue}, CreatedAt: time.Now().UTC()}
+	if err := st.Put(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	runs := waitRuns(t, e, name, 1, 10*time.Second)
+	if runs[0].Job != schedule.JobID(name, "alice", at) || runs[0].Skipped != "" {
+		t.Fatalf("fire %+v", runs[0])
+	}
+	events := e.Follow(runs[0].Job)
+	last := jobtest.Last(events)
+	if last.Kind != schema.KindRejected || last.Schedule != name || last.Principal != "alice" ||
+		!strings.Contains(last.Error, "invalid parameters for core.echo") || !strings.Contains(last.Error, "text") {
+		t.Fatalf("the fire with a bad parameter: %+v", last)
+	}
+	for _, ev := range events {
+		if ev.Kind == schema.KindStarted {
+			t.Fatalf("it started: %+v", ev)
+		}
+	}
+	if r := scheduleRuns(t, e, name); r[0].State != schema.StateRejected {
+		t.Fatalf("schedule show says %q", r[0].State)
+	}
+}

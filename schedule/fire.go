@@ -51,6 +51,10 @@ type Fire struct {
 	Data      []byte
 	// Stamp is when the server stored the fire.
 	Stamp time.Time
+	// Taken is when a worker took it (zero: Stamp). A fire is as late as
+	// the later of the two: the server stores fires on time while no
+	// worker runs, and they wait in the stream.
+	Taken time.Time
 	// Expected is when the schedule's last fire said this one was due (its
 	// Nats-Schedule-Next), if known: how an interval's late fire is told
 	// from one on time.
@@ -95,9 +99,13 @@ func Relay(f Fire) (Fired, error) {
 	if nominal.IsZero() {
 		nominal = f.Stamp.Truncate(time.Second)
 	}
-	late := max(f.Stamp.Sub(nominal), 0)
+	taken := f.Stamp
+	if f.Taken.After(taken) {
+		taken = f.Taken
+	}
+	late := max(taken.Sub(nominal), 0)
 	if spec.Every != 0 && !f.Expected.IsZero() {
-		late = max(f.Stamp.Sub(f.Expected), 0)
+		late = max(late, taken.Sub(f.Expected))
 	}
 	req := def.Request
 	req.Version = schema.Version

@@ -33,6 +33,18 @@ func TestRelay(t *testing.T) {
 			subject: "winch.jobs.default.high." + schedule.JobID("nightly", "alice", due) + ".alice"},
 		{name: "cron late", fire: fire(cron, due.Add(20*time.Minute), ""), nominal: due, late: 20 * time.Minute,
 			subject: "winch.jobs.default.high." + schedule.JobID("nightly", "alice", due) + ".alice"},
+		{name: "cron stored on time, taken late (no worker ran)", fire: func() schedule.Fire {
+			f := fire(cron, due.Add(100*time.Millisecond), "")
+			f.Taken = due.Add(5 * time.Minute)
+			return f
+		}(), nominal: due, late: 5 * time.Minute,
+			subject: "winch.jobs.default.high." + schedule.JobID("nightly", "alice", due) + ".alice"},
+		{name: "interval stored on time, taken late", fire: func() schedule.Fire {
+			f := fire(every, due, due.Add(10*time.Minute).Format(time.RFC3339Nano))
+			f.Taken = due.Add(3 * time.Minute)
+			return f
+		}(), nominal: due, late: 3 * time.Minute,
+			subject: "winch.jobs.default." + schedule.JobID("tick", "alice", due) + ".alice"},
 		{name: "interval from its next", fire: fire(every, due.Add(300*time.Millisecond), due.Add(10*time.Minute).Format(time.RFC3339Nano)), nominal: due, late: 300 * time.Millisecond,
 			subject: "winch.jobs.default." + schedule.JobID("tick", "alice", due) + ".alice"},
 		{name: "at", fire: fire(at, due.Add(time.Second), "purge"), nominal: due, late: time.Second,

@@ -125,7 +125,9 @@ func entry(m stored) (Entry, bool, error) {
 		return Entry{}, false, err
 	}
 	if p, ok := broker.ParseScheduleSubject(m.Subject); !ok || p.Name != d.Name || p.Owner != d.Owner {
-		return Entry{}, false, fmt.Errorf("decode schedule: %s holds schedule %s of %s", m.Subject, d.Name, d.Owner)
+		// Published by one principal as another's: not a schedule (its
+		// fires are refused too).
+		return Entry{}, false, nil
 	}
 	d.Paused = m.Header.Get(HeaderSchedule) == ""
 	return Entry{Definition: d, Stored: m.Time.UTC()}, true, nil

@@ -34,7 +34,7 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 	}
 	fire := schedule.Fire{
 		Subject: m.Subject(), Scheduler: m.Headers().Get(schedule.HeaderScheduler),
-		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp,
+		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp, Taken: time.Now(),
 	}
 	// Only an interval needs the last fire's record to tell a late fire,
 	// and only when the schedule was not written (added again, resumed)

@@ -34,6 +34,10 @@ type Fired struct {
 	Nominal time.Time
 	// Late is how long after Nominal the fire reached a worker.
 	Late time.Duration
+	// Repeated: a cron's fire at the second coming of its wall-clock time,
+	// in the hour a daylight-saving change repeats (the NATS server fires
+	// at both). It is not run: the first one was.
+	Repeated bool
 	// Request is the request to publish, on Subject.
 	Request schema.Request
 	Subject string
@@ -84,9 +88,13 @@ func Relay(f Fire) (Fired, error) {
 	}
 	spec := def.Spec()
 	var nominal time.Time
+	repeated := false
 	switch {
 	case spec.Cron != "":
-		nominal = spec.prev(f.Stamp)
+		if c, err := spec.cron(); err == nil {
+			nominal = c.prev(f.Stamp)
+			repeated = !nominal.IsZero() && c.repeated(nominal)
+		}
 	case spec.Every != 0:
 		// The server stamps the next fire as due one interval after this
 		// one's due time: the same for every copy of this fire.
@@ -114,7 +122,7 @@ func Relay(f Fire) (Fired, error) {
 	req.Schedule = def.Name
 	req.CreatedAt = nominal.UTC()
 	return Fired{
-		Def: def, Nominal: nominal, Late: late, Request: req,
+		Def: def, Nominal: nominal, Late: late, Repeated: repeated, Request: req,
 		Subject: broker.PriorityJobSubject(req.Queue, req.Priority.SubjectToken(), req.ID, req.Principal),
 	}, nil
 }

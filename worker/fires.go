@@ -57,7 +57,9 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 	if next, err := time.Parse(time.RFC3339Nano, fire.Next); err == nil {
 		run.Next = next.UTC()
 	}
-	if fired.Late > w.cfg.ScheduleGrace {
+	if fired.Repeated {
+		run.Skipped = "the hour a daylight-saving change repeats: this wall-clock time already fired, an hour ago"
+	} else if fired.Late > w.cfg.ScheduleGrace {
 		switch {
 		case fired.Def.CatchUp == schedule.CatchUpSkip:
 			run.Skipped = fmt.Sprintf("missed: due %s, came %s late; the schedule's catch-up is skip",

@@ -1,13 +1,17 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/winchhq/winch/broker"
+	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
 )
@@ -196,5 +201,121 @@ func BenchmarkScheduleFireJitter(b *testing.B) {
 			b.ReportMetric(float64(percentile(m.d, 0.99).Milliseconds()), m.name+"-p99-ms")
 		}
 		b.ReportMetric(float64(percentile(accept, 1).Milliseconds()), "accept-max-ms")
+	}
+}
+
+// procStat is the resident memory (KiB) and user+system CPU of process pid,
+// from /proc.
+func procStat(pid int) (rssKiB int64, cpu time.Duration) {
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				rssKiB, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			}
+		}
+	}
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// utime and stime are the 12th and 13th fields after the command
+		// name, in ticks of 1/100 s.
+		_, rest, _ := strings.Cut(string(data), ") ")
+		if f := strings.Fields(rest); len(f) >= 13 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			cpu = time.Duration(u+s) * 10 * time.Millisecond
+		}
+	}
+	return rssKiB, cpu
+}
+
+// idleProcs is the CPU per second of wall time over d of each process.
+func idleProcs(d time.Duration, pids ...int) []time.Duration {
+	before := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		_, before[i] = procStat(pid)
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		_, c := procStat(pid)
+		out[i] = time.Duration(float64(c-before[i]) / time.Since(t0).Seconds())
+	}
+	return out
+}
+
+// startBroker runs a NATS server with JetStream on disk in a process of its
+// own (the test binary again, as testenv.ServerChildMain runs it) and
+// returns its URL and process.
+func startBroker(b *testing.B) (string, *exec.Cmd) {
+	b.Helper()
+	dir := b.TempDir()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(b))
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: %s\njetstream { store_dir: %q }\n", strings.TrimPrefix(url, "nats://"), filepath.Join(dir, "js")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "WINCH_TEST_NATS_SERVER_CONF="+conf) // testenv's clusterChildEnv
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		b.Fatalf("broker did not start: %q %v", line, err)
+	}
+	return url, cmd
+}
+
+// BenchmarkSchedulesIdleProcesses is BenchmarkSchedulesIdle with the
+// broker and the worker in processes of their own, as deployed: what 10,000
+// defined schedules cost each of them while nothing fires. Run with
+// -benchtime 1x.
+func BenchmarkSchedulesIdleProcesses(b *testing.B) {
+	zones := []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "Europe/London", "America/Los_Angeles", "Asia/Kolkata", "Africa/Lagos", "America/Sao_Paulo"}
+	for range b.N {
+		url, brokerCmd := startBroker(b)
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ensure(context.Background(), js, broker.Topology{}); err != nil {
+			b.Fatal(err)
+		}
+		w := startChild(b, url, 0)
+		pids := []int{brokerCmd.Process.Pid, w.cmd.Process.Pid}
+		window := 5 * time.Second
+		time.Sleep(time.Second) // settle after start
+		cpu0 := idleProcs(window, pids...)
+		brokerRSS0, _ := procStat(pids[0])
+		workerRSS0, _ := procStat(pids[1])
+		day := (time.Now().Day()+2)%28 + 1
+		putSchedules(b, js, 10_000, func(i int) schedule.Spec {
+			return schedule.Spec{Cron: fmt.Sprintf("%d 3 %d * *", i%60, day), TimeZone: zones[i%len(zones)]}
+		})
+		time.Sleep(time.Second)
+		cpu1 := idleProcs(window, pids...)
+		brokerRSS1, _ := procStat(pids[0])
+		workerRSS1, _ := procStat(pids[1])
+		b.ReportMetric(float64(brokerRSS0)/1024, "broker-rss-MiB-none")
+		b.ReportMetric(float64(brokerRSS1)/1024, "broker-rss-MiB-10k")
+		b.ReportMetric(float64(workerRSS0)/1024, "worker-rss-MiB-none")
+		b.ReportMetric(float64(workerRSS1)/1024, "worker-rss-MiB-10k")
+		b.ReportMetric(float64(cpu0[0].Microseconds())/1000, "broker-idle-cpu-ms/s-none")
+		b.ReportMetric(float64(cpu1[0].Microseconds())/1000, "broker-idle-cpu-ms/s-10k")
+		b.ReportMetric(float64(cpu0[1].Microseconds())/1000, "worker-idle-cpu-ms/s-none")
+		b.ReportMetric(float64(cpu1[1].Microseconds())/1000, "worker-idle-cpu-ms/s-10k")
 	}
 }

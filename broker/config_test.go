@@ -96,6 +96,9 @@ func TestShippedConfigTiesRequestsToTheirUser(t *testing.T) {
 	for _, subject := range []string{
 		broker.JobSubject("default", "j2", "bob"),
 		broker.PriorityJobSubject("default", broker.PriorityHigh, "j2", "bob"),
+		// A priority no queue's consumer takes would be stored and never
+		// run, rejected or audited.
+		"winch.jobs.default.urgent.j2.alice",
 		broker.ControlSubject("cancel", "j1", "bob"),
 		// Schedules are their owners'; fires and their records are the
 		// server's and the workers'.

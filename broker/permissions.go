@@ -54,7 +54,10 @@ func ClientPermissions(principal string) Permissions {
 	return Permissions{
 		Publish: []string{
 			JobSubject("*", "*", principal),
-			jobsPrefix + "*.*.*." + principal, // high and low (PriorityJobSubject)
+			// High and low (PriorityJobSubject) only: any other second
+			// token would be stored but match no queue's consumer.
+			PriorityJobSubject("*", PriorityHigh, "*", principal),
+			PriorityJobSubject("*", PriorityLow, "*", principal),
 			ControlSubject("*", "*", principal),
 			ScheduleSubject("*", principal),
 			"$JS.API.INFO",

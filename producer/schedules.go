@@ -253,7 +253,10 @@ func (c *Client) PauseSchedule(ctx context.Context, name, by string) error {
 }
 
 // ResumeSchedule makes a paused schedule fire again (an interval counts
-// from now). An --at schedule whose time passed cannot be resumed.
+// from now). It is checked again as AddSchedule checks a new one, against
+// the registry's catalog now (a module that moved on is pinned at its new
+// commit; parameters it no longer takes are refused): by must own it, and
+// an --at schedule whose time passed cannot be resumed.
 func (c *Client) ResumeSchedule(ctx context.Context, name, by string) error {
 	return c.setPaused(ctx, name, by, false)
 }
@@ -263,11 +266,41 @@ func (c *Client) setPaused(ctx context.Context, name, by string, paused bool) er
 	if err != nil {
 		return err
 	}
-	if !paused && !e.At.IsZero() && !e.At.After(time.Now()) {
-		return fmt.Errorf("%w: schedule %s was due at %s, which has passed while it was paused; remove it, and add it again with a new --at", schedule.ErrSpec, name, e.At.Format(time.RFC3339))
+	d := e.Definition
+	if !paused {
+		if !e.At.IsZero() && !e.At.After(time.Now()) {
+			return fmt.Errorf("%w: schedule %s was due at %s, which has passed while it was paused; remove it, and add it again with a new --at", schedule.ErrSpec, name, e.At.Format(time.RFC3339))
+		}
+		if d, err = c.recheck(ctx, e.Definition); err != nil {
+			return fmt.Errorf("resume %s: %w", name, err)
+		}
 	}
-	e.Paused = paused
-	return c.putSchedule(ctx, st, e.Definition)
+	d.Paused = paused
+	return c.putSchedule(ctx, st, d)
+}
+
+// recheck validates a stored definition again as PrepareSchedule does a
+// new one, run as its owner: what is resumed was checked when it is
+// written, whatever wrote what was read.
+func (c *Client) recheck(ctx context.Context, d schedule.Definition) (schedule.Definition, error) {
+	cat, err := c.Catalog(ctx)
+	if err != nil {
+		return schedule.Definition{}, err
+	}
+	r := d.Request
+	again, err := PrepareSchedule(cat, ScheduleRequest{
+		Name: d.Name, Spec: d.Spec(), CatchUp: d.CatchUp,
+		Run: RunRequest{
+			Command: r.Command, Params: r.Params, Queue: r.Queue, Principal: d.Owner,
+			Timeout: time.Duration(r.Timeout), Notify: r.Notify, Priority: r.Priority,
+			Each: r.Each, Parallel: r.Parallel, FailFast: r.FailFast,
+		},
+	}, time.Now())
+	if err != nil {
+		return schedule.Definition{}, err
+	}
+	again.CreatedAt = d.CreatedAt
+	return again, nil
 }
 
 // RemoveSchedule deletes the schedule: it never fires again (its kept fire
@@ -291,7 +324,7 @@ func (c *Client) ownSchedule(ctx context.Context, name, by string) (*schedule.St
 	if err != nil {
 		return nil, schedule.Entry{}, err
 	}
-	if e.Owner != by {
+	if e.Owner != by || !schema.ValidPrincipal(by) {
 		return nil, schedule.Entry{}, fmt.Errorf("%w: %s belongs to %s", ErrNotOwner, name, e.Owner)
 	}
 	return st, e, nil

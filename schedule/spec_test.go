@@ -67,6 +67,12 @@ func TestSpecNextFire(t *testing.T) {
 		{"leap day", schedule.Spec{Cron: "0 0 29 2 *"}, now, time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC)},
 		// 02:30 does not happen in New York on 2027-03-14: the next one is a day later.
 		{"spring forward", schedule.Spec{Cron: "30 2 * * *", TimeZone: "America/New_York"}, time.Date(2027, 3, 13, 12, 0, 0, 0, ny), time.Date(2027, 3, 15, 2, 30, 0, 0, ny)},
+		// 02:30 comes twice in Berlin on 2026-10-25 (00:30 and 01:30 UTC):
+		// a cron at a fixed hour fires at the first only, one whose hour
+		// is * through both.
+		{"fall back, first", schedule.Spec{Cron: "30 2 * * *", TimeZone: "Europe/Berlin"}, time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)},
+		{"fall back, not again", schedule.Spec{Cron: "30 2 * * *", TimeZone: "Europe/Berlin"}, time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC), time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC)},
+		{"fall back, hourly", schedule.Spec{Cron: "30 * * * *", TimeZone: "Europe/Berlin"}, time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC), time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC)},
 		{"at", schedule.Spec{At: now.Add(time.Hour)}, now, now.Add(time.Hour)},
 		{"at passed", schedule.Spec{At: now.Add(-time.Hour)}, now, time.Time{}},
 	} {

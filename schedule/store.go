@@ -98,14 +98,14 @@ func (s *Store) Get(ctx context.Context, name string) (Entry, error) {
 	if !ValidName(name) {
 		return Entry{}, fmt.Errorf("%w: %q is not a schedule name (1 to 40 lower-case letters, digits, '-' or '_', starting with a letter)", ErrSpec, name)
 	}
-	raw, err := s.stream.GetLastMsgForSubject(ctx, broker.ScheduleFilter(name))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Entry{}, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	m, ok, err := s.last(ctx, broker.ScheduleFilter(name))
 	if err != nil {
 		return Entry{}, fmt.Errorf("read schedule %s: %w", name, err)
 	}
-	e, ok, err := entry(raw.Header, raw.Data, raw.Time)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	e, ok, err := entry(m)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -115,23 +115,74 @@ func (s *Store) Get(ctx context.Context, name string) (Entry, error) {
 	return e, nil
 }
 
-func entry(h nats.Header, data []byte, stored time.Time) (Entry, bool, error) {
-	if h.Get(HeaderRemoved) != "" {
+// entry reads a schedule subject's genuine last message (see planted).
+func entry(m stored) (Entry, bool, error) {
+	if m.Header.Get(HeaderRemoved) != "" {
 		return Entry{}, false, nil
 	}
-	d, err := Decode(data)
+	d, err := Decode(m.Data)
 	if err != nil {
 		return Entry{}, false, err
 	}
-	d.Paused = h.Get(HeaderSchedule) == ""
-	return Entry{Definition: d, Stored: stored.UTC()}, true, nil
+	if p, ok := broker.ParseScheduleSubject(m.Subject); !ok || p.Name != d.Name || p.Owner != d.Owner {
+		// Published by one principal as another's: not a schedule (its
+		// fires are refused too).
+		return Entry{}, false, nil
+	}
+	d.Paused = m.Header.Get(HeaderSchedule) == ""
+	return Entry{Definition: d, Stored: m.Time.UTC()}, true, nil
+}
+
+// stored is one message of the schedules stream.
+type stored struct {
+	Subject  string
+	Header   nats.Header
+	Data     []byte
+	Time     time.Time
+	Sequence uint64
+}
+
+// planted says whether the server's scheduler put m where it is: a fire of
+// some schedule whose Nats-Schedule-Target named this subject. ADR-51 lets
+// a schedule target any subject of its stream, so anyone who may publish a
+// schedule of their own can have its fire land on another principal's
+// schedule or fire-record subject; the copy has no Nats-Schedule headers
+// (it would read as a paused schedule) but the server adds Nats-Scheduler,
+// which no client can set without a purge. winch writes schedules and
+// records without it, so a message on those subjects that has it is never
+// the owner's: it is skipped, and what was there before reads instead.
+func planted(h nats.Header) bool { return h.Get(HeaderScheduler) != "" }
+
+// last is the last message on filter that was not planted (ok false:
+// none). Planted copies are rare, so the last message is read directly and
+// the subject's history only when that one was planted.
+func (s *Store) last(ctx context.Context, filter string) (stored, bool, error) {
+	raw, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return stored{}, false, nil
+	}
+	if err != nil {
+		return stored{}, false, err
+	}
+	if !planted(raw.Header) {
+		return stored{Subject: raw.Subject, Header: raw.Header, Data: raw.Data, Time: raw.Time, Sequence: raw.Sequence}, true, nil
+	}
+	var out stored
+	found := false
+	err = s.read(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}, func(m stored) error {
+		if !planted(m.Header) {
+			out, found = m, true
+		}
+		return nil
+	})
+	return out, found, err
 }
 
 // List returns every schedule, by name.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
 	var out []Entry
-	err := s.lastPerSubject(ctx, broker.AllSchedules, func(m jetstream.Msg, stored time.Time) error {
-		e, ok, err := entry(m.Headers(), m.Data(), stored)
+	err := s.lastEach(ctx, broker.AllSchedules, func(m stored) error {
+		e, ok, err := entry(m)
 		if err != nil || !ok {
 			return nil // a foreign message is not a schedule
 		}
@@ -151,10 +202,10 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 // schedule subject (broker.ScheduleSubject).
 func (s *Store) LastRuns(ctx context.Context) (map[string]Run, error) {
 	out := map[string]Run{}
-	err := s.lastPerSubject(ctx, broker.AllRuns, func(m jetstream.Msg, _ time.Time) error {
-		p, ok := broker.ParseScheduleSubject(m.Subject())
+	err := s.lastEach(ctx, broker.AllRuns, func(m stored) error {
+		p, ok := broker.ParseScheduleSubject(m.Subject)
 		var r Run
-		if ok && json.Unmarshal(m.Data(), &r) == nil {
+		if ok && json.Unmarshal(m.Data, &r) == nil {
 			out[broker.ScheduleSubject(p.Name, p.Owner)] = r
 		}
 		return nil
@@ -165,23 +216,20 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]Run, error) {
 // RecordedOwner finds the owner of schedule name from its fire records,
 // for a schedule that is gone.
 func (s *Store) RecordedOwner(ctx context.Context, name string) (string, bool, error) {
-	raw, err := s.stream.GetLastMsgForSubject(ctx, broker.RunSubject(name, "*"))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
+	m, ok, err := s.last(ctx, broker.RunSubject(name, "*"))
+	if err != nil || !ok {
 		return "", false, err
 	}
-	p, ok := broker.ParseScheduleSubject(raw.Subject)
+	p, ok := broker.ParseScheduleSubject(m.Subject)
 	return p.Owner, ok, nil
 }
 
 // Runs returns the kept fire records of one schedule, oldest first.
 func (s *Store) Runs(ctx context.Context, name, owner string) ([]Run, error) {
 	var out []Run
-	err := s.read(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{broker.RunSubject(name, owner)}}, func(m jetstream.Msg, _ time.Time) error {
+	err := s.read(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{broker.RunSubject(name, owner)}}, func(m stored) error {
 		var r Run
-		if json.Unmarshal(m.Data(), &r) == nil {
+		if !planted(m.Header) && json.Unmarshal(m.Data, &r) == nil {
 			out = append(out, r)
 		}
 		return nil
@@ -191,15 +239,12 @@ func (s *Store) Runs(ctx context.Context, name, owner string) ([]Run, error) {
 
 // LastRun is the last fire record of one schedule (ok false: none).
 func (s *Store) LastRun(ctx context.Context, name, owner string) (Run, bool, error) {
-	raw, err := s.stream.GetLastMsgForSubject(ctx, broker.RunSubject(name, owner))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Run{}, false, nil
-	}
-	if err != nil {
+	m, ok, err := s.last(ctx, broker.RunSubject(name, owner))
+	if err != nil || !ok {
 		return Run{}, false, err
 	}
 	var r Run
-	if err := json.Unmarshal(raw.Data, &r); err != nil {
+	if err := json.Unmarshal(m.Data, &r); err != nil {
 		return Run{}, false, err
 	}
 	return r, true, nil
@@ -216,15 +261,55 @@ func (s *Store) Record(ctx context.Context, name, owner string, r Run) error {
 	return err
 }
 
-func (s *Store) lastPerSubject(ctx context.Context, filter string, fn func(jetstream.Msg, time.Time) error) error {
-	return s.read(ctx, jetstream.OrderedConsumerConfig{
+// lastEach calls fn with the last message of each subject on filter that
+// was not planted (see planted).
+func (s *Store) lastEach(ctx context.Context, filter string, fn func(stored) error) error {
+	var again []string
+	err := s.read(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-	}, fn)
+	}, func(m stored) error {
+		if planted(m.Header) {
+			again = append(again, m.Subject)
+			return nil
+		}
+		return fn(m)
+	})
+	if err != nil {
+		return err
+	}
+	for _, subject := range again {
+		m, ok, err := s.last(ctx, subject)
+		if err != nil {
+			return fmt.Errorf("read schedules: %w", err)
+		}
+		if ok {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LaterFire says whether a genuine fire of schedule name of owner was
+// stored after the fire at seq (several were missed: only the latest
+// runs). A fire planted on the subject by another's schedule does not
+// count: it is refused when relayed, and must not make the owner's skip.
+func (s *Store) LaterFire(ctx context.Context, name, owner string, seq uint64) (bool, error) {
+	later := false
+	err := s.read(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{broker.FireSubject(name, owner)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+	}, func(m stored) error {
+		later = later || m.Header.Get(HeaderScheduler) == broker.ScheduleSubject(name, owner)
+		return nil
+	})
+	return later, err
 }
 
 // read calls fn with every message an ordered consumer of cfg delivers, up
 // to the end of the stream as it was when read began.
-func (s *Store) read(ctx context.Context, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg, time.Time) error) error {
+func (s *Store) read(ctx context.Context, cfg jetstream.OrderedConsumerConfig, fn func(stored) error) error {
 	c, err := s.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("read schedules: %w", err)
@@ -246,7 +331,7 @@ func (s *Store) read(ctx context.Context, cfg jetstream.OrderedConsumerConfig, f
 			if err != nil {
 				return err
 			}
-			if err := fn(m, meta.Timestamp); err != nil {
+			if err := fn(stored{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp, Sequence: meta.Sequence.Stream}); err != nil {
 				return err
 			}
 			left = meta.NumPending

@@ -15,7 +15,9 @@ import (
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
 	"github.com/winchhq/winch/producer"
+	"github.com/winchhq/winch/schedule"
 	"github.com/winchhq/winch/schema"
+	"github.com/winchhq/winch/worker"
 )
 
 // TestClusterServerLoss runs winch on three clustered NATS servers with
@@ -182,4 +184,89 @@ func checkOnce(t *testing.T, id string, events []schema.Event) {
 	if len(events) == 0 || !events[len(events)-1].Terminal() {
 		t.Errorf("job %s: the follower did not see the job end: %s", id, jobtest.Kinds(events))
 	}
+}
+
+// The NATS server keeps a schedule's timer on the leader of the schedules
+// stream: when that server is SIGKILLed, another takes the stream over and
+// the schedule goes on firing, with no election of winch's; across it,
+// each fire's job starts at most once and none is recorded twice.
+func TestClusterScheduleLeaderLoss(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	topo := jobtest.Topology // the in-process workers' settings
+	topo.Replicas = 3
+	e := jobtest.NewWithTopology(t, c.URLs(), topo, withDefaults)
+	ctx := t.Context()
+	e.StartWorker(worker.Config{ID: "w1"})
+	e.StartWorker(worker.Config{ID: "w2"})
+	log := filepath.Join(t.TempDir(), "starts")
+	name := "cluster-tick"
+	addSchedule(t, e, name, "alice", schedule.Spec{Every: time.Second}, "", "test.record", map[string]any{"log": log, "seconds": 0})
+	waitRuns(t, e, name, 3, 20*time.Second)
+
+	leader, err := c.Leader(ctx, e.JS, broker.SchedulesStream)
+	if err != nil || leader < 0 {
+		t.Fatalf("leader of %s: %d %v", broker.SchedulesStream, leader, err)
+	}
+	c.Kill(leader)
+	killedAt := time.Now()
+	t.Logf("killed %s, the leader of %s", c.Name(leader), broker.SchedulesStream)
+	// Fires due after the kill: the new leader fires them.
+	var runs []producer.ScheduleRun
+	if !jobtest.Eventually(60*time.Second, func() bool {
+		_, got, err := e.Client.Schedule(ctx, name)
+		if err != nil {
+			return false
+		}
+		runs = got
+		after := 0
+		for _, r := range runs {
+			if r.Fire.After(killedAt) && r.Skipped == "" {
+				after++
+			}
+		}
+		return after >= 3
+	}) {
+		t.Fatalf("after the leader was killed, fires: %+v", runs)
+	}
+	newLeader, err := c.Leader(ctx, e.JS, broker.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s leads %s now", c.Name(newLeader), broker.SchedulesStream)
+	if err := e.Client.RemoveSchedule(ctx, name, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, runs, err = e.Client.Schedule(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fires := map[time.Time]int{}
+	for _, r := range runs {
+		fires[r.Fire]++
+		if r.Skipped != "" {
+			continue
+		}
+		var st schema.JobState
+		if !jobtest.Eventually(30*time.Second, func() bool {
+			st, err = e.Client.Status(ctx, r.Job)
+			return err == nil && st.State == schema.StateSucceeded
+		}) {
+			t.Errorf("the fire due %v: job %s is %s (%v)", r.Fire, r.Job, st.State, err)
+		}
+	}
+	for due, k := range fires {
+		if k != 1 {
+			t.Errorf("the fire due %v was recorded %d times", due, k)
+		}
+	}
+	starts := map[string]int{}
+	for _, j := range startOrder(t, log) {
+		starts[j]++
+	}
+	for j, k := range starts {
+		if k != 1 {
+			t.Errorf("job %s started %d times", j, k)
+		}
+	}
+	t.Logf("%d fires recorded, %d jobs started, across the loss of the schedules stream's leader", len(runs), len(starts))
 }

@@ -34,7 +34,7 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 	}
 	fire := schedule.Fire{
 		Subject: m.Subject(), Scheduler: m.Headers().Get(schedule.HeaderScheduler),
-		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp,
+		Next: m.Headers().Get(schedule.HeaderScheduleNext), Data: m.Data(), Stamp: meta.Timestamp, Taken: time.Now(),
 	}
 	// Only an interval needs the last fire's record to tell a late fire,
 	// and only when the schedule was not written (added again, resumed)
@@ -57,12 +57,14 @@ func (w *Worker) relayFire(m jetstream.Msg) {
 	if next, err := time.Parse(time.RFC3339Nano, fire.Next); err == nil {
 		run.Next = next.UTC()
 	}
-	if fired.Late > w.cfg.ScheduleGrace {
+	if fired.Repeated {
+		run.Skipped = "the hour a daylight-saving change repeats: this wall-clock time already fired, an hour ago"
+	} else if fired.Late > w.cfg.ScheduleGrace {
 		switch {
 		case fired.Def.CatchUp == schedule.CatchUpSkip:
 			run.Skipped = fmt.Sprintf("missed: due %s, came %s late; the schedule's catch-up is skip",
 				fired.Nominal.UTC().Format(time.RFC3339), fired.Late.Round(time.Second))
-		case w.laterFire(ctx, m.Subject(), meta.Sequence.Stream):
+		case w.laterFire(ctx, fired.Def, meta.Sequence.Stream):
 			run.Skipped = "missed, and a later missed fire of the schedule runs instead (catch-up run-once)"
 		}
 	}
@@ -93,15 +95,15 @@ func (w *Worker) publishFire(ctx context.Context, fired schedule.Fired) error {
 	return err
 }
 
-// laterFire says whether a fire of the same schedule came after the one at
-// seq (several were missed: only the latest runs).
-func (w *Worker) laterFire(ctx context.Context, subject string, seq uint64) bool {
-	s, err := w.js.Stream(ctx, broker.SchedulesStream)
+// laterFire says whether a genuine fire of the same schedule came after
+// the one at seq (several were missed: only the latest runs). A fire that
+// another principal's schedule planted on the subject does not count.
+func (w *Worker) laterFire(ctx context.Context, d schedule.Definition, seq uint64) bool {
+	later, err := w.schedules.LaterFire(ctx, d.Name, d.Owner, seq)
 	if err != nil {
-		return false
+		w.log.Warn("look for a later fire; running this one", "schedule", d.Name, "err", err)
 	}
-	last, err := s.GetLastMsgForSubject(ctx, subject)
-	return err == nil && last.Sequence > seq
+	return later
 }
 
 // refuseFire records a fire that is not its owner's schedule's as a

@@ -2,9 +2,11 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,8 +266,10 @@ func TestScheduleOfSomeoneElsesFiresIsRefusedAndAudited(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no rejection of the forged fire")
 	}
-	if runs := scheduleRuns(t, e, name); len(runs) != 0 {
-		t.Fatalf("forged fires recorded as runs: %+v", runs)
+	// Neither a schedule (alice's subject holds one that says it is bob's)
+	// nor a fire record.
+	if info, runs, err := e.Client.Schedule(t.Context(), name); !errors.Is(err, schedule.ErrNotFound) {
+		t.Fatalf("the forged schedule reads as %+v with fires %+v (%v)", info, runs, err)
 	}
 }
 
@@ -430,5 +434,137 @@ func TestScheduleIntervalCatchUpSkipAndResume(t *testing.T) {
 	}
 	if err := e.Client.RemoveSchedule(t.Context(), name, "alice"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Parameters are validated again at each run: a schedule written straight
+// on NATS, past `winch schedule add`'s checks, with a parameter its command
+// does not take, makes a fire that is rejected, naming the schedule and the
+// parameter, and never runs.
+func TestScheduleFireWithInvalidParametersIsRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.StartWorker(worker.Config{})
+	name := uniqueName(e)
+	st, err := schedule.Open(t.Context(), e.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Second).Truncate(time.Second).UTC()
+	d := schedule.Definition{Version: schedule.Version, Name: name, Owner: "alice", At: at, CatchUp: schedule.CatchUpRunOnce,
+		Request: schema.Request{Command: "core.echo", Params: map[string]any{"text": []any{"not", "a", "string"}}, Queue: e.Queue}, CreatedAt: time.Now().UTC()}
+	if err := st.Put(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	runs := waitRuns(t, e, name, 1, 10*time.Second)
+	if runs[0].Job != schedule.JobID(name, "alice", at) || runs[0].Skipped != "" {
+		t.Fatalf("fire %+v", runs[0])
+	}
+	events := e.Follow(runs[0].Job)
+	last := jobtest.Last(events)
+	if last.Kind != schema.KindRejected || last.Schedule != name || last.Principal != "alice" ||
+		!strings.Contains(last.Error, "invalid parameters for core.echo") || !strings.Contains(last.Error, "text") {
+		t.Fatalf("the fire with a bad parameter: %+v", last)
+	}
+	for _, ev := range events {
+		if ev.Kind == schema.KindStarted {
+			t.Fatalf("it started: %+v", ev)
+		}
+	}
+	if r := scheduleRuns(t, e, name); r[0].State != schema.StateRejected {
+		t.Fatalf("schedule show says %q", r[0].State)
+	}
+}
+
+// firesStored counts the fires of schedule name of alice the server has
+// stored (the stream keeps the last broker.RunsKept).
+func firesStored(t *testing.T, e *jobtest.Env, name string) int {
+	t.Helper()
+	s, err := e.JS.Stream(t.Context(), broker.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := broker.FireSubject(name, "alice")
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.State.Subjects[subject])
+}
+
+// While every worker is stopped the server keeps firing, and the fires
+// wait in the stream. When a worker is back, they are late: under
+// run-once only the latest of them runs, once, and the others are recorded
+// as skipped, for a cron and for an interval alike.
+func TestScheduleCatchUpAfterEveryWorkerWasStopped(t *testing.T) {
+	t.Parallel()
+	srv := testenv.OwnNATS(t) // the fires consumer is shared by every worker of a server
+	e := jobtest.New(t, srv.ClientURL(), withDefaults)
+	grace := time.Second
+	workers := []*worker.Worker{
+		e.StartWorker(worker.Config{ID: "w1", ScheduleGrace: grace}),
+		e.StartWorker(worker.Config{ID: "w2", ScheduleGrace: grace}),
+	}
+	names := []string{"cron-missed", "every-missed"}
+	addSchedule(t, e, names[0], "alice", schedule.Spec{Cron: "*/2 * * * * *"}, schedule.CatchUpRunOnce, "core.echo", map[string]any{"text": "cron"})
+	addSchedule(t, e, names[1], "alice", schedule.Spec{Every: 2 * time.Second}, schedule.CatchUpRunOnce, "core.echo", map[string]any{"text": "every"})
+	for _, name := range names {
+		waitRuns(t, e, name, 1, 10*time.Second)
+	}
+	for _, w := range workers {
+		if err := w.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recorded := map[string]int{}
+	for _, name := range names {
+		recorded[name] = len(scheduleRuns(t, e, name))
+	}
+	// At least three fire times pass with no worker.
+	if !jobtest.Eventually(20*time.Second, func() bool {
+		return firesStored(t, e, names[0])-recorded[names[0]] >= 3 && firesStored(t, e, names[1])-recorded[names[1]] >= 3
+	}) {
+		t.Fatalf("fires stored while no worker ran: %d and %d", firesStored(t, e, names[0])-recorded[names[0]], firesStored(t, e, names[1])-recorded[names[1]])
+	}
+	for _, name := range names {
+		if err := e.Client.RemoveSchedule(t.Context(), name, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * grace) // every stored fire is now more than the grace late
+	e.StartWorker(worker.Config{ID: "w3", ScheduleGrace: grace})
+	for _, name := range names {
+		stored := firesStored(t, e, name)
+		runs := waitRuns(t, e, name, stored, 15*time.Second)
+		// Relayed at once, the fires are recorded in any order.
+		missed := runs[recorded[name]:]
+		slices.SortFunc(missed, func(a, b producer.ScheduleRun) int { return a.Fire.Compare(b.Fire) })
+		ran := 0
+		for i, r := range missed {
+			switch {
+			case r.Skipped == "":
+				ran++
+				if i != len(missed)-1 {
+					t.Errorf("%s: fire %d of %d missed ran, not the latest: %+v", name, i+1, len(missed), missed)
+				}
+				if last := jobtest.Last(e.Follow(r.Job)); last.State != schema.StateSucceeded || last.Schedule != name {
+					t.Errorf("%s: the caught-up fire: %+v", name, last)
+				}
+			case !strings.Contains(r.Skipped, "a later missed fire of the schedule runs instead"):
+				t.Errorf("%s: %+v", name, r)
+			default:
+				if _, err := e.Client.Status(t.Context(), r.Job); err == nil {
+					t.Errorf("%s: the skipped fire %s has a job", name, r.Job)
+				}
+			}
+		}
+		if ran != 1 {
+			t.Fatalf("%s: %d of the %d missed fires ran, want 1: %+v", name, ran, len(missed), missed)
+		}
+		for i := 1; i < len(missed); i++ {
+			if missed[i].Fire.Equal(missed[i-1].Fire) {
+				t.Fatalf("%s: the fire due %v recorded twice", name, missed[i].Fire)
+			}
+		}
 	}
 }

@@ -20,9 +20,15 @@ func TestScheduleOutput(t *testing.T) {
 	heartbeat := schedule.Definition{Version: 1, Name: "heartbeat", Owner: "bob", Every: schema.Duration(10 * time.Minute),
 		CatchUp: schedule.CatchUpSkip, Paused: true, CreatedAt: at.Add(-time.Hour),
 		Request: schema.Request{Command: "core.echo", Params: map[string]any{"text": "alive"}, Queue: "default"}}
+	// 03:00 in Berlin is 02:00 UTC in winter.
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due27, due28 := time.Date(2026, 11, 27, 3, 0, 0, 0, berlin).UTC(), time.Date(2026, 11, 28, 3, 0, 0, 0, berlin).UTC()
 	runs := []producer.ScheduleRun{
-		{Run: schedule.Run{Job: schedule.JobID("nightly-backup", "alice", at.Add(-33*time.Hour)), Fire: at.Add(-33 * time.Hour)}, State: schema.StateSucceeded},
-		{Run: schedule.Run{Job: schedule.JobID("nightly-backup", "alice", at.Add(-9*time.Hour)), Fire: at.Add(-9 * time.Hour), Skipped: "missed: due 2026-11-28T02:00:00Z, came 5m0s late; the schedule's catch-up is skip"}, State: "skipped"},
+		{Run: schedule.Run{Job: schedule.JobID("nightly-backup", "alice", due27), Fire: due27}, State: schema.StateSucceeded},
+		{Run: schedule.Run{Job: schedule.JobID("nightly-backup", "alice", due28), Fire: due28, Skipped: "missed: due 2026-11-28T02:00:00Z, came 5m0s late; the schedule's catch-up is skip"}, State: "skipped"},
 	}
 	last := runs[1].Run
 	list := []producer.ScheduleInfo{

@@ -329,14 +329,16 @@ func (e *Executor) outcome(id string, code int) (worker.Outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The engine learns of an OOM kill from its own event, which can come
-	// just after the exit: a SIGKILLed container (137) gets a moment for it.
+	// after the exit, well after it on a loaded machine (CI saw more than
+	// a second): a SIGKILLed container (137) gets up to 3 s for it. Only
+	// SIGKILLed ones wait, and those are rare (OOM, a cancel past its grace).
 	for try := 0; ; try++ {
 		info, err := e.API.ContainerInspect(ctx, id)
 		if err == nil && info.State != nil && info.State.OOMKilled {
 			out.Reason = schema.ReasonOOMKilled
 			return out, nil
 		}
-		if err != nil || code != 128+9 || try == 10 {
+		if err != nil || code != 128+9 || try == 30 {
 			return out, nil
 		}
 		time.Sleep(100 * time.Millisecond)

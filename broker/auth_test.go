@@ -118,20 +118,7 @@ func (s *operatorSetup) user(name string, service bool, expires time.Time) (file
 		uc.UserPermissionLimits = jwt.UserPermissionLimits{}
 		uc.IssuerAccount = s.accountPub
 	}
-	ujwt, err := uc.Encode(signer)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, err := jwt.FormatUserConfig(ujwt, seed)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	file = filepath.Join(s.dir, name+".creds")
-	if err := os.WriteFile(file, creds, 0o600); err != nil {
-		s.t.Fatal(err)
-	}
-	return file, pub
+	return s.writeCreds(name, uc, signer, ukp), pub
 }
 
 // With the decentralized setup and TLS, each user connects with its .creds
@@ -383,17 +370,7 @@ func (s *operatorSetup) userWith(name string, p broker.Permissions) string {
 	uc.Pub.Allow.Add(p.Publish...)
 	uc.Pub.Deny.Add(p.PublishDeny...)
 	uc.Sub.Allow.Add(p.Subscribe...)
-	ujwt, err := uc.Encode(s.accountKP)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, _ := jwt.FormatUserConfig(ujwt, seed)
-	file := filepath.Join(s.dir, name+".creds")
-	if err := os.WriteFile(file, creds, 0o600); err != nil {
-		s.t.Fatal(err)
-	}
-	return file
+	return s.writeCreds(name, uc, s.accountKP, ukp)
 }
 
 func (s *operatorSetup) credsFor(name string, ukp nkeys.KeyPair) string {
@@ -403,15 +380,98 @@ func (s *operatorSetup) credsFor(name string, ukp nkeys.KeyPair) string {
 	uc.Name = name
 	uc.UserPermissionLimits = jwt.UserPermissionLimits{}
 	uc.IssuerAccount = s.accountPub
-	ujwt, err := uc.Encode(s.clientKP)
+	return s.writeCreds(name, uc, s.clientKP, ukp)
+}
+
+// writeCreds signs uc with signer and writes it with ukp's seed as
+// name.creds, the file a user connects with.
+func (s *operatorSetup) writeCreds(name string, uc *jwt.UserClaims, signer, ukp nkeys.KeyPair) string {
+	s.t.Helper()
+	ujwt, err := uc.Encode(signer)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	seed, _ := ukp.Seed()
-	creds, _ := jwt.FormatUserConfig(ujwt, seed)
+	creds, err := jwt.FormatUserConfig(ujwt, seed)
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	file := filepath.Join(s.dir, name+".creds")
 	if err := os.WriteFile(file, creds, 0o600); err != nil {
 		s.t.Fatal(err)
 	}
 	return file
+}
+
+// The nsc commands of ops/auth/README.md are what an operator types: each
+// role's lists there are the code's, so that the documented setup grants
+// what the tests prove and nothing else.
+func TestDocumentedNscRolesAreTheCodes(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../ops/auth/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// roles maps the line that starts a role's command to its flags.
+	roles := map[string]struct{ allow, deny []string }{}
+	var current string
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "nsc ") {
+			current = line
+			continue
+		}
+		for _, flag := range []string{"--allow-pub", "--deny-pub"} {
+			rest, ok := strings.CutPrefix(line, flag+" '")
+			if !ok || current == "" {
+				continue
+			}
+			list := strings.Split(rest[:strings.Index(rest, "'")], ",")
+			r := roles[current]
+			if flag == "--allow-pub" {
+				r.allow = append(r.allow, list...)
+			} else {
+				r.deny = append(r.deny, list...)
+			}
+			roles[current] = r
+		}
+	}
+	tests := []struct {
+		command string
+		want    broker.Permissions
+	}{
+		{"--role client", broker.ClientPermissions(broker.NameTemplate)},
+		{"--name gateway", broker.GatewayPermissions()},
+		{"--name notifier", broker.NotifierPermissions()},
+		{"--name worker-1", broker.ServicePermissions()},
+	}
+	for _, tt := range tests {
+		var found bool
+		for command, r := range roles {
+			if !strings.Contains(command, tt.command) {
+				continue
+			}
+			found = true
+			if !sameSet(r.allow, tt.want.Publish) || !sameSet(r.deny, tt.want.PublishDeny) {
+				t.Errorf("ops/auth/README.md's %q grants\n allow %v\n deny  %v\nthe code's role is\n allow %v\n deny  %v",
+					tt.command, r.allow, r.deny, tt.want.Publish, tt.want.PublishDeny)
+			}
+		}
+		if !found {
+			t.Errorf("ops/auth/README.md has no nsc command with %q", tt.command)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	set := map[string]bool{}
+	for _, s := range a {
+		set[s] = true
+	}
+	for _, s := range b {
+		if !set[s] {
+			return false
+		}
+	}
+	return len(set) == len(b)
 }

@@ -127,8 +127,8 @@ func newFixture(t *testing.T, o options) *fixture {
 // catalog, as a synced module has one.
 var gwCommit = strings.Repeat("a", 40)
 
-// testCatalog is core and the gw test module at gwCommit.
-func testCatalog(t *testing.T) *modules.Catalog {
+// testManifest is the gw test module's manifest.
+func testManifest(t *testing.T) *modules.Manifest {
 	t.Helper()
 	data, err := os.ReadFile("testdata/winch.yaml")
 	if err != nil {
@@ -138,6 +138,13 @@ func testCatalog(t *testing.T) *modules.Catalog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// testCatalog is core and the gw test module at gwCommit.
+func testCatalog(t *testing.T) *modules.Catalog {
+	t.Helper()
+	m := testManifest(t)
 	cat, err := modules.CatalogOf([]modules.Entry{{Name: "core", Manifest: modules.Core()}, {Name: "gw", Commit: gwCommit, Manifest: m}})
 	if err != nil {
 		t.Fatal(err)
@@ -175,14 +182,7 @@ func (f *fixture) anotherGateway() *fixture {
 // would, so that the gateway's catalog has it.
 func register(t *testing.T, env *jobtest.Env) {
 	t.Helper()
-	data, err := os.ReadFile("testdata/winch.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := modules.ParseManifest("testdata/winch.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testManifest(t)
 	kv, err := env.JS.KeyValue(t.Context(), broker.ModulesBucket)
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func (c *DevCmd) Run(ctx context.Context, g *Globals) error {
 	stopNotifier := c.NotifyFlags.start(ctx, nc, log)
 	defer stopNotifier()
 	log.Info("winch dev ready", "url", srv.ClientURL(), "data_dir", dir, "executor", w.Executor(),
-		"startup", time.Since(began).Round(time.Millisecond))
+		"startup", time.Since(began).Round(time.Millisecond).String())
 	<-ctx.Done()
 	log.Info("stopping: draining running jobs", "deadline", c.DrainTimeout.String())
 	return w.Stop(context.Background())

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/winchhq/winch/audit"
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/jobtest"
 	"github.com/winchhq/winch/internal/testenv"
@@ -354,6 +355,59 @@ func TestJWTUsersOverTLS(t *testing.T) {
 	}) {
 		t.Error("the notifier's acknowledgement did not reach the stream")
 	}
+
+	// The sink's role (broker.SinkPermissions) is enough to run one: the
+	// events reach ClickHouse, and it writes nothing else.
+	ch, err := testenv.StartClickHouse(t.TempDir())
+	if err != nil {
+		testenv.Missing(t, "clickhouse", err)
+	}
+	t.Cleanup(func() { _ = ch.Stop() })
+	store, err := audit.Open(t.Context(), ch.DSN("winch_auth"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	snc, err := connect(setup.userWith("sink", broker.SinkPermissions()), certs.CAFile)
+	if err != nil {
+		t.Fatalf("the sink cannot connect: %v", err)
+	}
+	defer snc.Close()
+	sink, err := audit.NewSink(snc, store, audit.SinkConfig{MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Start(t.Context()); err != nil {
+		t.Fatalf("a sink with its role cannot start: %v", err)
+	}
+	defer func() { _ = sink.Stop(context.Background()) }()
+	if !jobtest.Eventually(30*time.Second, func() bool {
+		evs, err := store.Events(t.Context(), "n1")
+		return err == nil && len(evs) == 1
+	}) {
+		t.Fatal("the sink with its role stored nothing of job n1")
+	}
+	if !jobtest.Eventually(5*time.Second, func() bool {
+		c, err := wjs.Consumer(t.Context(), broker.EventsStream, broker.SinkConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}) {
+		t.Error("the sink's acknowledgements did not reach the stream")
+	}
+	sjs, _ := jetstream.New(snc)
+	for _, subject := range []string{broker.EventSubject("s2", "finished"), "$KV." + broker.StateBucket + ".s2", broker.JobSubject("default", "s2", "alice")} {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		if _, err := sjs.Publish(ctx, subject, []byte("{}")); err == nil {
+			t.Errorf("the sink published on %s", subject)
+		}
+		cancel()
+	}
 }
 
 // userWith writes a .creds file for a user named name signed by the
@@ -443,6 +497,7 @@ func TestDocumentedNscRolesAreTheCodes(t *testing.T) {
 		{"--role client", broker.ClientPermissions(broker.NameTemplate)},
 		{"--name gateway", broker.GatewayPermissions()},
 		{"--name notifier", broker.NotifierPermissions()},
+		{"--name sink", broker.SinkPermissions()},
 		{"--name worker-1", broker.ServicePermissions()},
 	}
 	for _, tt := range tests {

@@ -91,14 +91,24 @@ func ClientPermissions(principal string) Permissions {
 func GatewayPermissions() Permissions { return ClientPermissions("*") }
 
 // NotifierPermissions are a notifier's, narrower than a service's: its
-// own consumer of the final events (read, create or update it, pull and
-// acknowledge) and nothing else; it publishes no request, state or event.
-func NotifierPermissions() Permissions {
-	consumer := EventsStream + "." + NotifierConsumer
+// own consumer of the final events and nothing else; it publishes no
+// request, state or event.
+func NotifierPermissions() Permissions { return durablePermissions(EventsStream, NotifierConsumer) }
+
+// SinkPermissions are an audit sink's, narrower than a service's: its own
+// consumer of the events and nothing else (ClickHouse is where it writes);
+// it publishes no request, state or event.
+func SinkPermissions() Permissions { return durablePermissions(EventsStream, SinkConsumer) }
+
+// durablePermissions are what a service that only consumes needs of its
+// durable consumer on stream: read, create or update it, pull and
+// acknowledge.
+func durablePermissions(stream, name string) Permissions {
+	consumer := stream + "." + name
 	return Permissions{
 		Publish: []string{
 			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + EventsStream,
+			"$JS.API.STREAM.INFO." + stream,
 			"$JS.API.CONSUMER.INFO." + consumer,
 			"$JS.API.CONSUMER.CREATE." + consumer,
 			"$JS.API.CONSUMER.CREATE." + consumer + ".>",
@@ -109,9 +119,9 @@ func NotifierPermissions() Permissions {
 	}
 }
 
-// ServicePermissions are those of winch's own processes (workers, sinks;
-// notifiers may have NotifierPermissions instead): everything under winch
-// and the JetStream API.
+// ServicePermissions are those of winch's own processes (workers; sinks
+// and notifiers may have SinkPermissions and NotifierPermissions instead):
+// everything under winch and the JetStream API.
 // They are the only users that write states and events.
 func ServicePermissions() Permissions {
 	return Permissions{

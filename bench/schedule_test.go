@@ -255,7 +255,7 @@ func startBroker(b *testing.B) (string, *exec.Cmd) {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "WINCH_TEST_NATS_SERVER_CONF="+conf) // testenv's clusterChildEnv
+	cmd.Env = append(os.Environ(), testenv.ServerChildEnv(conf))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -343,11 +343,17 @@ func chaosEvents(t *testing.T, e *jobtest.Env) map[string][]schema.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := e.JS.Stream(ctx, broker.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
+	// After a server of a cluster came back, the one this test talks to
+	// may not answer at once: wait through it, as winch's clients do.
+	var s jetstream.Stream
+	var info *jetstream.StreamInfo
+	err := broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+		if s, err = e.JS.Stream(ctx, broker.EventsStream); err != nil {
+			return err
+		}
+		info, err = s.Info(ctx)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,11 +193,18 @@ func (e *Env) Status(id string) schema.JobState {
 // Pending is the number of requests of the test's queue still in the stream.
 func (e *Env) Pending() uint64 {
 	e.T.Helper()
-	s, err := e.JS.Stream(e.T.Context(), broker.JobsStream)
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	info, err := s.Info(e.T.Context(), jetstream.WithSubjectFilter(broker.QueueFilter(e.Queue)))
+	// On a cluster, the server this test is connected to may have just
+	// restarted and not answer yet: the read waits through that as
+	// winch's clients do.
+	var info *jetstream.StreamInfo
+	err := broker.AcrossFailover(e.T.Context(), func(ctx context.Context) error {
+		s, err := e.JS.Stream(ctx, broker.JobsStream)
+		if err != nil {
+			return err
+		}
+		info, err = s.Info(ctx, jetstream.WithSubjectFilter(broker.QueueFilter(e.Queue)))
+		return err
+	})
 	if err != nil {
 		e.T.Fatal(err)
 	}

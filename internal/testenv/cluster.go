@@ -26,6 +26,11 @@ import (
 // process, a re-executed test binary, is to run (ServerChildMain).
 const clusterChildEnv = "WINCH_TEST_NATS_SERVER_CONF"
 
+// ServerChildEnv is the environment entry that makes a re-executed test
+// binary run the NATS server of conf (ServerChildMain), for tests that
+// start such a process themselves.
+func ServerChildEnv(conf string) string { return clusterChildEnv + "=" + conf }
+
 // ServerChildMain runs a NATS server from a configuration file, and then
 // exits, if this process was started by a Cluster; otherwise it returns.
 // Call it first in TestMain. Servers run as processes of their own so that
@@ -148,7 +153,7 @@ func (c *Cluster) Start(i int) {
 	c.tb.Helper()
 	s := c.servers[i]
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), clusterChildEnv+"="+s.conf)
+	cmd.Env = append(os.Environ(), ServerChildEnv(s.conf))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

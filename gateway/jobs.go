@@ -208,11 +208,8 @@ type Submitted struct {
 
 // warnings are winch run's notes on a submit that went through.
 func (s *Server) warnings(ctx context.Context, jobID string, notify []schema.NotifyTarget) []string {
-	if len(notify) == 0 {
-		return nil
-	}
-	if ok, err := s.cfg.Client.NotifierListening(ctx); err == nil && !ok {
-		return []string{fmt.Sprintf("no notifier is running: job %s's webhooks wait until one starts (winch notifier)", jobID)}
+	if warning := s.cfg.Client.NotifierWarning(ctx, jobID, notify); warning != "" {
+		return []string{warning}
 	}
 	return nil
 }
@@ -350,16 +347,8 @@ func runOptions(body SubmitRequest, key string, now time.Time) (submitOptions, i
 		if len(n.URLs) > schema.MaxNotifyTargets {
 			return o, http.StatusBadRequest, fmt.Errorf(`"notify" has %d urls; at most %d`, len(n.URLs), schema.MaxNotifyTargets)
 		}
-		format := n.Format
-		if format == schema.NotifyJSON {
-			format = "" // the default, left out of the request
-		}
-		for _, u := range n.URLs {
-			t := schema.NotifyTarget{URL: u, On: n.On, Format: format}
-			if err := t.Check(); err != nil {
-				return o, http.StatusBadRequest, fmt.Errorf(`"notify": %w`, err)
-			}
-			o.notify = append(o.notify, t)
+		if o.notify, err = schema.NotifyTargets(n.URLs, n.On, n.Format); err != nil {
+			return o, http.StatusBadRequest, fmt.Errorf(`"notify": %w`, err)
 		}
 	}
 	if body.At == "" && body.In == "" {
@@ -378,12 +367,8 @@ func runOptions(body SubmitRequest, key string, now time.Time) (submitOptions, i
 		if err != nil || d <= 0 {
 			return o, http.StatusBadRequest, fmt.Errorf(`"in" %q: want a duration ahead, like 90s or 2h`, body.In)
 		}
-		// Schedules fire on whole seconds: round up, so that the run is
-		// never earlier than asked nor its time already past when stored.
-		o.at = now.Add(d)
-		if t := o.at.Truncate(time.Second); !t.Equal(o.at) {
-			o.at = t.Add(time.Second)
-		}
+		o.at = now.Add(d) // RunAt rounds it up to the second it fires on
+
 	} else {
 		if o.at, err = time.Parse(time.RFC3339, body.At); err != nil {
 			return o, http.StatusBadRequest, fmt.Errorf(`"at" %q is not a time: write RFC 3339 with its offset, like 2026-12-01T03:00:00Z`, body.At)

@@ -419,10 +419,24 @@ type QueueStatus struct {
 	IdleWorkers int
 }
 
-// NotifierListening reports whether a notifier is waiting for jobs' ends
+// NotifierWarning is what to tell whoever submitted job jobID with
+// webhooks notify when no notifier is listening (they wait in the events
+// stream until one starts); "" when there is nothing to say, or when it
+// cannot be known.
+func (c *Client) NotifierWarning(ctx context.Context, jobID string, notify []schema.NotifyTarget) string {
+	if len(notify) == 0 {
+		return ""
+	}
+	if ok, err := c.notifierListening(ctx); err == nil && !ok {
+		return fmt.Sprintf("no notifier is running: job %s's webhooks wait until one starts (winch notifier)", jobID)
+	}
+	return ""
+}
+
+// notifierListening reports whether a notifier is waiting for jobs' ends
 // (it has a pull outstanding on the notifiers' consumer): without one,
 // webhooks wait in the events stream until one starts.
-func (c *Client) NotifierListening(ctx context.Context) (bool, error) {
+func (c *Client) notifierListening(ctx context.Context) (bool, error) {
 	cons, err := c.js.Consumer(ctx, broker.EventsStream, broker.NotifierConsumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false, nil

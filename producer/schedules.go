@@ -134,11 +134,18 @@ func (c *Client) putSchedule(ctx context.Context, st *schedule.Store, d schedule
 	return err
 }
 
-// RunAt is a delayed run: a one-off schedule that fires at at, named
-// "at-" and a random suffix. It returns the id the job will have.
+// RunAt is a delayed run: a one-off schedule named "at-" and a random
+// suffix that fires at at, rounded up to the whole second schedules fire
+// on. It returns the id the job will have.
 func (c *Client) RunAt(ctx context.Context, cat *modules.Catalog, run RunRequest, at time.Time, catchUp schedule.CatchUp) (string, schedule.Definition, error) {
 	name := "at-" + schema.NewJobID()[16:]
-	d, err := PrepareSchedule(cat, ScheduleRequest{Name: name, Spec: schedule.Spec{At: at.Truncate(time.Second)}, CatchUp: catchUp, Run: run}, time.Now())
+	// Schedules fire on whole seconds: round up, so that the run is never
+	// earlier than asked, nor a time just ahead (--in 1s) already past
+	// once stored.
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		at = t.Add(time.Second)
+	}
+	d, err := PrepareSchedule(cat, ScheduleRequest{Name: name, Spec: schedule.Spec{At: at}, CatchUp: catchUp, Run: run}, time.Now())
 	if err != nil {
 		return "", schedule.Definition{}, err
 	}

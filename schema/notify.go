@@ -70,6 +70,25 @@ func (n NotifyTarget) Check() error {
 	return nil
 }
 
+// NotifyTargets are the webhooks one run asks for (winch run --notify,
+// the gateway's "notify"): one target per URL, each for the states on (nil:
+// every end) in format, checked. JSON, the default, is left out of the
+// request.
+func NotifyTargets(urls []string, on []State, format string) ([]NotifyTarget, error) {
+	if format == NotifyJSON {
+		format = ""
+	}
+	var out []NotifyTarget
+	for _, u := range urls {
+		t := NotifyTarget{URL: u, On: on, Format: format}
+		if err := t.Check(); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 func statesList() string {
 	names := make([]string, len(TerminalStates))
 	for i, s := range TerminalStates {

@@ -96,10 +96,8 @@ func (c *RunCmd) Run(ctx context.Context, g *Globals) error {
 		return runError(err)
 	}
 	id := sub.Request.ID
-	if len(notify) > 0 {
-		if ok, err := client.NotifierListening(ctx); err == nil && !ok {
-			fmt.Fprintf(g.stdio.Err, "winch: no notifier is running: job %s's webhooks wait until one starts (winch notifier)\n", id)
-		}
+	if warning := client.NotifierWarning(ctx, id, notify); warning != "" {
+		fmt.Fprintln(g.stdio.Err, "winch:", warning)
 	}
 	if sub.Duplicate {
 		g.clientLogger().Info("a request with this id was already queued; following that job", "job", id)
@@ -138,17 +136,9 @@ func (c *NotifyTargetFlags) notifyTargets() ([]schema.NotifyTarget, error) {
 	if len(on) > 0 && len(c.Notify) == 0 {
 		return nil, usageError("--notify-on needs --notify URL")
 	}
-	format := c.NotifyFormat
-	if format == schema.NotifyJSON {
-		format = "" // the default, left out of the request
-	}
-	var out []schema.NotifyTarget
-	for _, u := range c.Notify {
-		t := schema.NotifyTarget{URL: u, On: on, Format: format}
-		if err := t.Check(); err != nil {
-			return nil, usageError("--notify: %v", err)
-		}
-		out = append(out, t)
+	out, err := schema.NotifyTargets(c.Notify, on, c.NotifyFormat)
+	if err != nil {
+		return nil, usageError("--notify: %v", err)
 	}
 	if len(out) > schema.MaxNotifyTargets {
 		return nil, usageError("--notify is given %d times; at most %d", len(out), schema.MaxNotifyTargets)

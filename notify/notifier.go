@@ -173,9 +173,6 @@ func (n *Notifier) Stats() Stats {
 	return Stats{Delivered: n.delivered.Load(), Retried: n.retried.Load(), Failed: n.failed.Load()}
 }
 
-// FinalEvents are the subjects of the events that end jobs.
-var FinalEvents = broker.FinalEventSubjects
-
 // Start ensures the durable consumer and starts delivering. ctx bounds the
 // set-up only. The topology (broker.Ensure) creates the shared consumer, so
 // that the events stream keeps jobs' ends from then on even before any

@@ -28,6 +28,7 @@ type attempt struct {
 	d         delivery
 	adm       admission
 	log       *slog.Logger
+	store     *jobs.Store // on the attempt's lane, as its events
 	events    *jobs.Attempt
 	lastTry   bool
 	delivered int
@@ -58,7 +59,7 @@ func (a *attempt) current() jobs.Entry {
 // store's compare-and-set, starting from what this worker knows.
 func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
 	known := a.current()
-	entry, err := a.w.store.Update(ctx, a.id(), &known, func(cur jobs.Entry) (schema.JobState, bool, error) {
+	entry, err := a.store.Update(ctx, a.id(), &known, func(cur jobs.Entry) (schema.JobState, bool, error) {
 		next, err := transition(cur.State)
 		return next, err == nil, err
 	})
@@ -260,7 +261,7 @@ func (a *attempt) keepAlive(ctx context.Context) {
 // check reads the job's state and stops the attempt if it was cancelled or
 // taken over.
 func (a *attempt) check(ctx context.Context) {
-	entry, err := a.w.store.Get(ctx, a.id())
+	entry, err := a.store.Get(ctx, a.id())
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("read the job's state", "err", err)

@@ -71,7 +71,7 @@ func keepInProgress(d delivery, interval time.Duration) (stop func()) {
 
 // handle takes one delivered request through admission and the claim to an
 // attempt, or to a term or a nak.
-func (w *Worker) handle(msg jetstream.Msg) {
+func (w *Worker) handle(msg jetstream.Msg, l lane) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	d := jsDelivery{msg}
@@ -113,7 +113,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 			return
 		}
 	}
-	entry, dec, wait, err := w.claim(ctx, adm)
+	entry, dec, wait, err := w.claim(ctx, l.store, adm)
 	switch {
 	case err != nil && lastTry:
 		log.Error("cannot claim the job on its last delivery; it is dead", "err", err)
@@ -162,14 +162,14 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		return
 	}
 	a := &attempt{w: w, d: d, adm: adm, log: log, entry: entry, lastTry: lastTry, delivered: int(meta.NumDelivered),
-		events: w.events.Attempt(adm.req.ID, entry.State.Attempt, w.cfg.ID)}
+		store: l.store, events: l.events.Attempt(adm.req.ID, entry.State.Attempt, w.cfg.ID)}
 	a.run()
 }
 
 // claim takes the job with compare-and-set, so that it runs on one worker at
 // a time, and decides from what the state says whether to run it, drop the
 // request, or leave it for later (wait says how long the holder has).
-func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, dec jobs.Decision, wait time.Duration, err error) {
+func (w *Worker) claim(ctx context.Context, store *jobs.Store, adm admission) (entry jobs.Entry, dec jobs.Decision, wait time.Duration, err error) {
 	c := jobs.Claimant{Worker: w.cfg.ID, Session: w.session, Executor: w.cfg.Executor.Name(),
 		Retry: adm.cmd.Spec.Retry, Commit: adm.cmd.Commit, Params: adm.masked, Notify: adm.req.Notify, Slot: adm.slotKey}
 	if n := adm.cmd.Spec.Notify; n != nil {
@@ -182,7 +182,7 @@ func (w *Worker) claim(ctx context.Context, adm admission) (entry jobs.Entry, de
 	}
 	// Most requests find no state: try to create it before reading anything.
 	known := &jobs.Entry{State: jobs.Queued(adm.req)}
-	entry, err = w.store.Update(ctx, adm.req.ID, known, func(cur jobs.Entry) (schema.JobState, bool, error) {
+	entry, err = store.Update(ctx, adm.req.ID, known, func(cur jobs.Entry) (schema.JobState, bool, error) {
 		st := cur.StateOr(known.State)
 		alive := false
 		switch {

@@ -30,6 +30,13 @@ type Config struct {
 	Queues []string
 	// Concurrency bounds the jobs this worker runs at once, over all queues.
 	Concurrency int
+	// Connections is how many connections to the broker the jobs' own
+	// writes (claim, events, end) are spread over, the given one included;
+	// the others are opened in Start with its options and closed in Stop.
+	// One connection is one reader and one writer on each side, which caps
+	// a busy worker below what two cores can do (BENCHMARKS.md, "One
+	// connection is a queue"). Default 2; never more than Concurrency.
+	Connections int
 	// DrainTimeout is how long Stop lets running jobs finish before it stops
 	// them and hands them back to the queue (or, for commands that started
 	// and may not run twice, records them interrupted).
@@ -71,6 +78,10 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
 	}
+	if c.Connections <= 0 {
+		c.Connections = 2
+	}
+	c.Connections = min(c.Connections, c.Concurrency)
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
@@ -125,6 +136,10 @@ type Worker struct {
 	session string
 	// doorbell hears that a job this worker runs was cancelled.
 	doorbell *nats.Subscription
+	// lanes carry the jobs' own writes, each runner on one of them; the
+	// first is the worker's connection (store and events above), the
+	// others are opened in Start and closed in Stop.
+	lanes []lane
 
 	slots chan struct{}
 	// handoff passes each request taken to one of the runners, a goroutine
@@ -258,8 +273,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.sessions.Beat(ctx, w.session, w.sessionInfo()); err != nil {
 		return err
 	}
+	if err := w.openLanes(ctx); err != nil {
+		return err
+	}
 	w.doorbell, err = w.nc.Subscribe(broker.WorkerSubject(w.session), w.ring)
 	if err != nil {
+		w.closeLanes()
 		return fmt.Errorf("subscribe to this worker's doorbell: %w", err)
 	}
 	w.fetchCtx, w.stopFetch = context.WithCancel(context.Background())
@@ -267,8 +286,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.cfg.Metrics.Slots(w.cfg.Concurrency)
 	w.heart.Add(1)
 	go w.beat()
-	for range w.cfg.Concurrency {
-		w.runners.Go(w.run)
+	for i := range w.cfg.Concurrency {
+		l := w.lanes[i%len(w.lanes)]
+		w.runners.Go(func() { w.run(l) })
 	}
 	w.loops.Add(4)
 	go w.fetchLoop(sources)
@@ -362,6 +382,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		<-done
 		close(w.handoff)
 		w.runners.Wait()
+		w.closeLanes()
 		_ = w.doorbell.Unsubscribe()
 		w.heart.Wait()
 		endCtx, cancel := context.WithTimeout(context.Background(), settleTimeout)
@@ -438,9 +459,9 @@ func (w *Worker) startAll(batch jetstream.MessageBatch) int {
 }
 
 // run is a runner: it handles requests until the worker stops.
-func (w *Worker) run() {
+func (w *Worker) run(l lane) {
 	for msg := range w.handoff {
-		w.handle(msg)
+		w.handle(msg, l)
 		<-w.slots
 		w.jobs.Done()
 	}

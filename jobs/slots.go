@@ -137,6 +137,33 @@ func FreeSlot(s Slot, job string, now time.Time, lease time.Duration) (next Slot
 	return next, orNil(append(woken, stale(next, now, lease)...))
 }
 
+// SlotRelease is FreeSlot across the tries of one compare-and-set
+// (SlotStore.UpdateSlot). A try that finds nothing to change after an
+// earlier try changed the entry keeps the earlier try's Wake: that write was
+// stored though its answer was lost (a failover), and the jobs it promoted
+// are woken by no one else.
+type SlotRelease struct {
+	Job   string
+	Lease time.Duration
+	// Wake are the jobs to wake once the entry is written.
+	Wake []string
+}
+
+// Decide is the next entry of s with r.Job's slot or place in line freed.
+func (r *SlotRelease) Decide(s Slot, now time.Time) Slot {
+	next, wake := FreeSlot(s, r.Job, now, r.Lease)
+	if SlotChanged(s, next) {
+		r.Wake = wake
+		return next
+	}
+	for _, j := range wake {
+		if !slices.Contains(r.Wake, j) {
+			r.Wake = append(r.Wake, j)
+		}
+	}
+	return next
+}
+
 // promote moves waiters into free slots, first in line first.
 func promote(s Slot, now time.Time) (Slot, []string) {
 	var woken []string

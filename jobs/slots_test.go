@@ -166,3 +166,40 @@ func TestWait(t *testing.T) {
 		t.Fatalf("cancel of a waiting job: %s %v %s", outcome, write, st.State)
 	}
 }
+
+// A release's compare-and-set may be stored without its answer (a
+// failover): the next try reads an entry that no longer holds the job, and
+// must still wake whom the stored write promoted.
+func TestSlotReleaseAcrossTries(t *testing.T) {
+	t.Parallel()
+	now := tCreated.Add(time.Second)
+	full := jobs.Slot{Key: "k", Limit: 1, Holders: holders("a"), Waiting: []jobs.SlotWaiter{waiter("b", 1, 2), waiter("c", 1, 3)}}
+	staleHolder := jobs.Slot{Key: "k", Limit: 2, Holders: []jobs.SlotHolder{holder("a", "s-a", tCreated), holder("old", "", tCreated.Add(-time.Hour))}}
+	for _, tt := range []struct {
+		name     string
+		tries    []jobs.Slot // the entry each try reads
+		wantWake []string
+	}{
+		{name: "one try", tries: []jobs.Slot{full}, wantWake: []string{"b"}},
+		{name: "stored, answer lost: the next try finds it done", tries: []jobs.Slot{full, afterRelease(full, "a", now)}, wantWake: []string{"b"}},
+		{name: "a rival changed it first: decided again", tries: []jobs.Slot{full, {Key: "k", Limit: 1, Holders: holders("a"), Waiting: []jobs.SlotWaiter{waiter("c", 1, 3)}}}, wantWake: []string{"c"}},
+		{name: "released already, nothing promoted", tries: []jobs.Slot{{Key: "k", Limit: 1, Holders: holders("x")}}, wantWake: nil},
+		{name: "a stale promotion is woken again", tries: []jobs.Slot{staleHolder}, wantWake: []string{"old"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := jobs.SlotRelease{Job: "a", Lease: lease}
+			for _, s := range tt.tries {
+				r.Decide(s, now)
+			}
+			if !reflect.DeepEqual(r.Wake, tt.wantWake) {
+				t.Errorf("wake %v, want %v", r.Wake, tt.wantWake)
+			}
+		})
+	}
+}
+
+func afterRelease(s jobs.Slot, job string, now time.Time) jobs.Slot {
+	next, _ := jobs.FreeSlot(s, job, now, lease)
+	return next
+}

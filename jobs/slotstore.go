@@ -61,7 +61,12 @@ func (s *SlotStore) UpdateSlot(ctx context.Context, key string, decide func(Slot
 			case <-time.After(time.Duration(rand.Int64N(int64(min(try, 10)) * int64(time.Millisecond)))):
 			}
 		}
-		cur, rev, err := s.GetSlot(ctx, key)
+		var cur Slot
+		var rev uint64
+		err := broker.AcrossFailover(ctx, func(ctx context.Context) (err error) {
+			cur, rev, err = s.GetSlot(ctx, key)
+			return err
+		})
 		if err != nil {
 			return Slot{}, err
 		}
@@ -70,13 +75,28 @@ func (s *SlotStore) UpdateSlot(ctx context.Context, key string, decide func(Slot
 			return cur, nil
 		}
 		data, _ := json.Marshal(next)
+		// Each write waits for its own answer: one that reached a stream
+		// without a leader is never answered, even once there is one. It
+		// may have been stored all the same; the compare-and-set makes the
+		// next try, which reads again, safe either way.
+		tryCtx, cancel := context.WithTimeout(ctx, broker.TryTimeout)
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, schema.SlotBucketKey(key), data)
+			_, err = s.kv.Create(tryCtx, schema.SlotBucketKey(key), data)
 		} else {
-			_, err = s.kv.Update(ctx, schema.SlotBucketKey(key), data, rev)
+			_, err = s.kv.Update(tryCtx, schema.SlotBucketKey(key), data, rev)
 		}
+		cancel()
 		if err == nil {
 			return next, nil
+		}
+		if broker.Unanswered(ctx, err) {
+			// Between two leaders: wait for the next one, not for a rival.
+			select {
+			case <-ctx.Done():
+				return Slot{}, fmt.Errorf("write concurrency slots of %q: %w", key, err)
+			case <-time.After(min(time.Duration(try+1)*200*time.Millisecond, 2*time.Second)):
+			}
+			continue
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return Slot{}, fmt.Errorf("write concurrency slots of %q: %w", key, err)

@@ -102,17 +102,15 @@ func (w *Worker) acquireSlot(ctx context.Context, msg jetstream.Msg, meta *jetst
 func (w *Worker) freeSlot(ctx context.Context, key, job string) bool {
 	unlock := w.lockKey(key)
 	defer unlock()
-	var wake []string
+	release := jobs.SlotRelease{Job: job, Lease: w.topo.Lease()}
 	_, err := w.limits.UpdateSlot(ctx, key, func(s jobs.Slot) jobs.Slot {
-		var next jobs.Slot
-		next, wake = jobs.FreeSlot(s, job, time.Now().UTC(), w.topo.Lease())
-		return next
+		return release.Decide(s, time.Now().UTC())
 	})
 	if err != nil {
 		w.log.Error("free a concurrency slot", "job", job, "concurrency", key, "err", err)
 		return false
 	}
-	w.wake(ctx, key, wake)
+	w.wake(ctx, key, release.Wake)
 	return true
 }
 

@@ -40,10 +40,10 @@ const (
 
 // sources opens the consumers of the worker's queues, highest priority
 // first, then in the order of the queues.
-func (w *Worker) sources(ctx context.Context) ([]*source, error) {
+func (w *Worker) sources(ctx context.Context, js jetstream.JetStream) ([]*source, error) {
 	per := make([][]jetstream.Consumer, len(w.cfg.Queues))
 	for i, q := range w.cfg.Queues {
-		cs, err := broker.EnsureQueues(ctx, w.js, q, w.topo)
+		cs, err := broker.EnsureQueues(ctx, js, q, w.topo)
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +65,7 @@ func (w *Worker) sources(ctx context.Context) ([]*source, error) {
 // (one start in agingEvery from the lowest up). When none has anything, it
 // long-polls every source it has a free slot for at once, and looks again
 // when one of them answers.
-func (w *Worker) fetchLoop(sources []*source) {
+func (w *Worker) fetchLoop(l *lane) {
 	defer w.loops.Done()
 	wake := make(chan struct{}, 1)
 	var polls sync.WaitGroup
@@ -74,23 +74,23 @@ func (w *Worker) fetchLoop(sources []*source) {
 	for {
 		// Take one slot (waiting for it), then any others free now.
 		select {
-		case w.slots <- struct{}{}:
+		case l.slots <- struct{}{}:
 		case <-w.fetchCtx.Done():
 			return
 		}
 		n := 1
 	more:
-		for n < cap(w.slots) {
+		for n < cap(l.slots) {
 			select {
-			case w.slots <- struct{}{}:
+			case l.slots <- struct{}{}:
 				n++
 			default:
 				break more
 			}
 		}
-		got, err := w.sweep(sources, n)
+		got, err := w.sweep(l, n)
 		for range n - got {
-			<-w.slots
+			<-l.slots
 		}
 		if err != nil {
 			if w.fetchCtx.Err() != nil {
@@ -106,7 +106,7 @@ func (w *Worker) fetchLoop(sources []*source) {
 		if got > 0 {
 			continue
 		}
-		w.pollIdle(sources, wake, &polls)
+		w.pollIdle(l, wake, &polls)
 		select {
 		case <-wake:
 		case <-w.fetchCtx.Done():
@@ -117,25 +117,26 @@ func (w *Worker) fetchLoop(sources []*source) {
 
 // sweep takes up to n waiting requests, highest priority first, and starts
 // a job for each.
-func (w *Worker) sweep(sources []*source, n int) (int, error) {
+func (w *Worker) sweep(l *lane, n int) (int, error) {
+	sources := l.sources
 	got := 0
-	if w.sinceBottomUp.Load() >= agingEvery-1 {
+	if l.sinceBottomUp.Load() >= agingEvery-1 {
 		for i := len(sources) - 1; i >= 0 && got == 0; i-- {
-			k, err := w.take(sources[i], 1)
+			k, err := w.take(l, sources[i], 1)
 			if err != nil {
 				return got, err
 			}
 			got += k
 		}
 		if got > 0 {
-			w.sinceBottomUp.Store(0)
+			l.sinceBottomUp.Store(0)
 		}
 	}
 	for _, s := range sources {
 		if got >= n {
 			break
 		}
-		k, err := w.take(s, n-got)
+		k, err := w.take(l, s, n-got)
 		if err != nil {
 			return got, err
 		}
@@ -145,22 +146,23 @@ func (w *Worker) sweep(sources []*source, n int) (int, error) {
 }
 
 // take takes what source has waiting, up to n, without waiting.
-func (w *Worker) take(s *source, n int) (int, error) {
+func (w *Worker) take(l *lane, s *source, n int) (int, error) {
 	batch, err := s.c.FetchNoWait(n)
 	if err != nil {
 		return 0, ignoreEmpty(err)
 	}
-	got := w.startAll(batch)
-	w.sinceBottomUp.Add(int64(got))
+	got := w.startAll(l, batch)
+	l.sinceBottomUp.Add(int64(got))
 	return got, ignoreEmpty(batch.Error())
 }
 
 // pollIdle starts a long poll (for one request, holding a slot for it) on
 // each source not already polled, highest priority first, while slots are
 // free. Each poll says on wake when it is over.
-func (w *Worker) pollIdle(sources []*source, wake chan<- struct{}, polls *sync.WaitGroup) {
+func (w *Worker) pollIdle(l *lane, wake chan<- struct{}, polls *sync.WaitGroup) {
+	sources := l.sources
 	wait := idlePoll
-	if cap(w.slots) < len(sources) {
+	if cap(l.slots) < len(sources) {
 		wait = shortPoll
 	}
 	for _, s := range sources {
@@ -168,7 +170,7 @@ func (w *Worker) pollIdle(sources []*source, wake chan<- struct{}, polls *sync.W
 			continue
 		}
 		select {
-		case w.slots <- struct{}{}:
+		case l.slots <- struct{}{}:
 		default:
 			return
 		}
@@ -181,12 +183,12 @@ func (w *Worker) pollIdle(sources []*source, wake chan<- struct{}, polls *sync.W
 			got := 0
 			batch, err := s.c.Fetch(1, jetstream.FetchContext(ctx))
 			if err == nil {
-				got = w.startAll(batch)
+				got = w.startAll(l, batch)
 				err = batch.Error()
 			}
-			w.sinceBottomUp.Add(int64(got))
+			l.sinceBottomUp.Add(int64(got))
 			if got == 0 {
-				<-w.slots
+				<-l.slots
 			}
 			if err := ignoreEmpty(err); err != nil && w.fetchCtx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 				w.log.Warn("long poll failed", "queue", s.queue, "priority", s.priority, "err", err)

@@ -71,7 +71,7 @@ func keepInProgress(d delivery, interval time.Duration) (stop func()) {
 
 // handle takes one delivered request through admission and the claim to an
 // attempt, or to a term or a nak.
-func (w *Worker) handle(msg jetstream.Msg, l lane) {
+func (w *Worker) handle(msg jetstream.Msg, l *lane) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	d := jsDelivery{msg}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,9 +17,9 @@ import (
 	"github.com/winchhq/winch/worker"
 )
 
-// A worker spreads its jobs' writes over its connections to the broker,
-// every one of them carrying whole jobs (claim, events, end) in order, and
-// closes the connections it opened when it stops. The server's own
+// A worker runs its slots on several connections to the broker (lanes),
+// each fetching and carrying whole jobs (claim, events in order, end, ack),
+// and closes the connections it opened when it stops. The server's own
 // connection list (its monitoring endpoint) is the witness.
 func TestWorkerSpreadsJobsOverItsConnections(t *testing.T) {
 	t.Parallel()
@@ -86,6 +87,42 @@ func TestWorkerSpreadsJobsOverItsConnections(t *testing.T) {
 		if strings.Contains(name, "(lane") {
 			t.Errorf("connection %q is still open after the worker stopped", name)
 		}
+	}
+
+	// By default, a busy worker has two lanes and a small one a single one.
+	for _, tt := range []struct {
+		concurrency int
+		want        []string
+	}{
+		{8, []string{"c8", "c8 (lane 1)"}},
+		{4, []string{"c4"}},
+	} {
+		name := fmt.Sprint("c", tt.concurrency)
+		nc, err := broker.Connect(t.Context(), broker.ConnectConfig{URL: srv.ClientURL(), Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		cfg := worker.Config{ID: name, Queues: []string{e.Queue}, Concurrency: tt.concurrency, Topology: jobtest.Topology}
+		withDefaults(&cfg)
+		w, err := worker.New(nc, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for n := range connz(t, monitor) {
+			if strings.HasPrefix(n, name) {
+				got = append(got, n)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("concurrency %d: connections %v, want %v", tt.concurrency, got, tt.want)
+		}
+		_ = w.Stop(t.Context())
 	}
 }
 

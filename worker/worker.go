@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,12 +29,12 @@ type Config struct {
 	Queues []string
 	// Concurrency bounds the jobs this worker runs at once, over all queues.
 	Concurrency int
-	// Connections is how many connections to the broker the jobs' own
-	// writes (claim, events, end) are spread over, the given one included;
-	// the others are opened in Start with its options and closed in Stop.
-	// One connection is one reader and one writer on each side, which caps
-	// a busy worker below what two cores can do (BENCHMARKS.md, "One
-	// connection is a queue"). Default 2; never more than Concurrency.
+	// Connections is how many lanes the worker runs: connections to the
+	// broker, each with its own fetch loop and its share of the slots (see
+	// lane). The first is the given connection; the others are opened in
+	// Start with its options and closed in Stop. Default 2 from a
+	// concurrency of 8 (each lane then long-polls every priority of its
+	// queues when idle), else 1; never more than Concurrency.
 	Connections int
 	// DrainTimeout is how long Stop lets running jobs finish before it stops
 	// them and hands them back to the queue (or, for commands that started
@@ -79,7 +78,10 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 4
 	}
 	if c.Connections <= 0 {
-		c.Connections = 2
+		c.Connections = 1
+		if c.Concurrency >= 8 {
+			c.Connections = 2
+		}
 	}
 	c.Connections = min(c.Connections, c.Concurrency)
 	if c.DrainTimeout <= 0 {
@@ -136,20 +138,12 @@ type Worker struct {
 	session string
 	// doorbell hears that a job this worker runs was cancelled.
 	doorbell *nats.Subscription
-	// lanes carry the jobs' own writes, each runner on one of them; the
+	// lanes fetch and run the jobs, each on a connection of its own; the
 	// first is the worker's connection (store and events above), the
 	// others are opened in Start and closed in Stop.
-	lanes []lane
+	lanes []*lane
 
-	slots chan struct{}
-	// handoff passes each request taken to one of the runners, a goroutine
-	// per slot that lives as long as the worker: a goroutine per job would
-	// grow a new stack for every job.
-	handoff chan jetstream.Msg
 	runners sync.WaitGroup
-	// sinceBottomUp counts the jobs started since one was taken bottom-up
-	// (see agingEvery).
-	sinceBottomUp atomic.Int64
 	// deployment identifies this installation: the creation time of its
 	// state bucket, the same for every worker that shares it.
 	deployment string
@@ -196,8 +190,6 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		nc:      nc,
 		js:      js,
 		session: session,
-		slots:   make(chan struct{}, cfg.Concurrency),
-		handoff: make(chan jetstream.Msg, cfg.Concurrency),
 		running: map[string]*attempt{},
 		drivers: map[string]*driver{},
 	}, nil
@@ -245,10 +237,6 @@ func (w *Worker) Start(ctx context.Context) error {
 	} else {
 		return fmt.Errorf("state bucket stream: %w", err)
 	}
-	sources, err := w.sources(ctx)
-	if err != nil {
-		return err
-	}
 	if w.schedules, err = schedule.Open(ctx, w.js); err != nil {
 		return fmt.Errorf("%w: %w", errNoSchedules, err)
 	}
@@ -286,12 +274,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.cfg.Metrics.Slots(w.cfg.Concurrency)
 	w.heart.Add(1)
 	go w.beat()
-	for i := range w.cfg.Concurrency {
-		l := w.lanes[i%len(w.lanes)]
-		w.runners.Go(func() { w.run(l) })
+	for _, l := range w.lanes {
+		for range cap(l.slots) {
+			w.runners.Go(func() { w.run(l) })
+		}
+		w.loops.Add(1)
+		go w.fetchLoop(l)
 	}
-	w.loops.Add(4)
-	go w.fetchLoop(sources)
+	w.loops.Add(3)
 	go w.drainShared(dead, w.buryAdvisory)
 	go w.drainShared(control, w.decideControl)
 	go w.relayLoop(fires)
@@ -301,7 +291,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	if w.cfg.Metrics != nil {
 		w.loops.Add(1)
-		go w.pendingLoop(sources)
+		go w.pendingLoop(w.lanes[0].sources)
 	}
 	w.log.Info("worker serving", "queues", w.cfg.Queues, "concurrency", w.cfg.Concurrency, "executor", w.cfg.Executor.Name(), "session", w.session)
 	return nil
@@ -380,7 +370,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 		w.cancelJobs(errDraining)
 		<-done
-		close(w.handoff)
+		for _, l := range w.lanes {
+			close(l.handoff)
+		}
 		w.runners.Wait()
 		w.closeLanes()
 		_ = w.doorbell.Unsubscribe()
@@ -442,27 +434,27 @@ func ignoreEmpty(err error) error {
 	return err
 }
 
-func (w *Worker) startAll(batch jetstream.MessageBatch) int {
+func (w *Worker) startAll(l *lane, batch jetstream.MessageBatch) int {
 	got := 0
 	for msg := range batch.Messages() {
 		got++
 		if w.fetchCtx.Err() != nil {
 			// Stopped while the request was on its way: hand it straight back.
 			_ = msg.Nak()
-			<-w.slots
+			<-l.slots
 			continue
 		}
 		w.jobs.Add(1)
-		w.handoff <- msg // a slot is held for it, so a runner is free
+		l.handoff <- msg // a slot is held for it, so a runner is free
 	}
 	return got
 }
 
 // run is a runner: it handles requests until the worker stops.
-func (w *Worker) run(l lane) {
-	for msg := range w.handoff {
+func (w *Worker) run(l *lane) {
+	for msg := range l.handoff {
 		w.handle(msg, l)
-		<-w.slots
+		<-l.slots
 		w.jobs.Done()
 	}
 }

@@ -26,7 +26,7 @@ type WorkerFlags struct {
 	WorkerID      string        `name:"worker-id" env:"WINCH_WORKER_ID" help:"Name of this worker (default: host-pid)."`
 	Queues        []string      `env:"WINCH_QUEUES" default:"default" help:"Queues to serve, comma-separated."`
 	Concurrency   int           `env:"WINCH_CONCURRENCY" default:"4" help:"Jobs this worker runs at once."`
-	Connections   int           `env:"WINCH_WORKER_CONNECTIONS" default:"2" help:"Connections to NATS that the worker spreads its jobs' writes over (at most --concurrency); one connection caps a busy worker."`
+	Connections   int           `env:"WINCH_WORKER_CONNECTIONS" help:"Connections to NATS, each fetching and running its share of the slots (at most --concurrency); one connection caps a busy worker. Default: 2 from a concurrency of 8, else 1."`
 	DrainTimeout  time.Duration `env:"WINCH_DRAIN_TIMEOUT" default:"30s" help:"On SIGTERM, how long running jobs may finish before they are handed back."`
 	KillGrace     time.Duration `env:"WINCH_KILL_GRACE" default:"1s" help:"Between SIGTERM and SIGKILL when a command is stopped."`
 	ScheduleGrace time.Duration `env:"WINCH_SCHEDULE_GRACE" default:"1m" help:"How late a schedule's fire may be and still be on time; a later one is missed, and its schedule's --catch-up runs it once or skips it."`
@@ -50,8 +50,8 @@ func (f *WorkerFlags) startWorker(ctx context.Context, g *Globals, nc *nats.Conn
 	if f.Concurrency < 1 {
 		return nil, nil, usageError("--concurrency must be at least 1")
 	}
-	if f.Connections < 1 {
-		return nil, nil, usageError("--connections must be at least 1")
+	if f.Connections < 0 {
+		return nil, nil, usageError("--connections must be at least 1 (or 0 for the default)")
 	}
 	core, err := modules.NewCatalog(modules.Core())
 	if err != nil {

@@ -36,6 +36,9 @@ import (
 // BENCHMARKS.md); -bench.concurrency changes it.
 var pipelinedConcurrency = flag.Int("bench.concurrency", 32, "worker concurrency of the pipelined no-op benchmarks")
 
+// connections is the worker's Connections (0: its default).
+var connections = flag.Int("bench.connections", 0, "worker connections (lanes) of the no-op benchmarks; 0 for the worker's default")
+
 // submitters is how many clients submit at once in the pipelined no-op
 // benchmarks.
 var submitters = flag.Int("bench.submitters", 8, "concurrent submitters of the pipelined no-op benchmarks")
@@ -136,7 +139,7 @@ func startStackOn(b *testing.B, nc *nats.Conn, cpu func() time.Duration, exec wo
 func startWorker(b *testing.B, nc *nats.Conn, id string, exec worker.Executor, concurrency int, topo broker.Topology) *worker.Worker {
 	b.Helper()
 	catalog, _ := modules.NewCatalog(modules.Core())
-	cfg := worker.Config{ID: id, Concurrency: concurrency, Catalog: catalog, Executor: exec, Topology: topo}
+	cfg := worker.Config{ID: id, Concurrency: concurrency, Connections: *connections, Catalog: catalog, Executor: exec, Topology: topo}
 	if os.Getenv("WINCH_BENCH_DEBUG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -74,7 +74,8 @@ func (w *Worker) connectLane(ctx context.Context, l *lane, i int) error {
 	opts.Name = fmt.Sprintf("%s (lane %d)", opts.Name, i)
 	nc, err := opts.Connect()
 	if err != nil {
-		return fmt.Errorf("open connection %d of %d to the broker: %w", i+1, w.cfg.Connections, err)
+		return fmt.Errorf("open connection %d of %d to the broker (a worker of %d slots uses %d; fewer with WINCH_WORKER_CONNECTIONS): %w",
+			i+1, w.cfg.Connections, w.cfg.Concurrency, w.cfg.Connections, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -108,7 +108,9 @@ func TestChaosKillLoop(t *testing.T) {
 	started := 0
 	startWorker := func() *jobtest.Child {
 		started++
-		return e.StartChildTo(fmt.Sprintf("chaos-%d", started), logFile, jobtest.ChildConcurrencyEnv+"="+strconv.Itoa(chaosSlots))
+		return e.StartChildTo(fmt.Sprintf("chaos-%d", started), logFile, jobtest.ChildConcurrencyEnv+"="+strconv.Itoa(chaosSlots),
+			// A lane per slot: a killed worker's connections all die with it.
+			jobtest.ChildConnectionsEnv+"="+strconv.Itoa(chaosSlots))
 	}
 	workers := make([]*jobtest.Child, chaosWorkers)
 	for i := range workers {

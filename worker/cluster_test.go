@@ -57,7 +57,7 @@ func TestClusterServerLoss(t *testing.T) {
 	}
 	defer logFile.Close()
 	for i := range 2 {
-		e.StartChildTo(fmt.Sprintf("cluster-%d", i+1), logFile, jobtest.ChildConcurrencyEnv+"=3")
+		e.StartChildTo(fmt.Sprintf("cluster-%d", i+1), logFile, jobtest.ChildConcurrencyEnv+"=3", jobtest.ChildConnectionsEnv+"=3")
 	}
 	startsPath := filepath.Join(dir, "starts.log")
 

@@ -283,6 +283,8 @@ func (e *Env) StartChild(id string, extraEnv ...string) *Child {
 const (
 	// ChildConcurrencyEnv sets the child worker's Concurrency (default 1).
 	ChildConcurrencyEnv = "WINCH_CONCURRENCY"
+	// ChildConnectionsEnv sets the child worker's Connections (its lanes).
+	ChildConnectionsEnv = "WINCH_WORKER_CONNECTIONS"
 	// childFleetEnv has the child take the server's topology instead of
 	// asking for Topology.
 	childFleetEnv = "WINCH_TEST_FLEET_TOPOLOGY"
@@ -354,6 +356,9 @@ func childWorker(config func(cfg *worker.Config)) int {
 	}
 	if n, err := strconv.Atoi(os.Getenv(ChildConcurrencyEnv)); err == nil && n > 0 {
 		cfg.Concurrency = n
+	}
+	if n, err := strconv.Atoi(os.Getenv(ChildConnectionsEnv)); err == nil && n > 0 {
+		cfg.Connections = n
 	}
 	if os.Getenv(childFleetEnv) != "" {
 		cfg.Topology = broker.Topology{} // the server's, whatever it is

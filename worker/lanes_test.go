@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/winchhq/winch/broker"
 	"github.com/winchhq/winch/internal/jobtest"
@@ -42,16 +45,7 @@ func TestWorkerSpreadsJobsOverItsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	cfg := worker.Config{ID: "lanes", Queues: []string{e.Queue}, Concurrency: 6, Connections: 3, Topology: jobtest.Topology, Logger: e.Logger()}
-	withDefaults(&cfg)
-	w, err := worker.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Stop(t.Context()) })
+	w := startWorkerOn(t, nc, worker.Config{ID: "lanes", Queues: []string{e.Queue}, Concurrency: 6, Connections: 3, Logger: e.Logger()})
 
 	// Six jobs that run at once take the six runners, two on each lane.
 	var ids []string
@@ -103,15 +97,7 @@ func TestWorkerSpreadsJobsOverItsConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		cfg := worker.Config{ID: name, Queues: []string{e.Queue}, Concurrency: tt.concurrency, Topology: jobtest.Topology}
-		withDefaults(&cfg)
-		w, err := worker.New(nc, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		w := startWorkerOn(t, nc, worker.Config{ID: name, Queues: []string{e.Queue}, Concurrency: tt.concurrency})
 		var got []string
 		for n := range connz(t, monitor) {
 			if strings.HasPrefix(n, name) {
@@ -124,6 +110,23 @@ func TestWorkerSpreadsJobsOverItsConnections(t *testing.T) {
 		}
 		_ = w.Stop(t.Context())
 	}
+}
+
+// startWorkerOn starts a worker of the test's defaults on nc, stopped when
+// the test ends.
+func startWorkerOn(t *testing.T, nc *nats.Conn, cfg worker.Config) *worker.Worker {
+	t.Helper()
+	cfg.Topology = jobtest.Topology
+	withDefaults(&cfg)
+	w, err := worker.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	return w
 }
 
 // connz reads the server's connection list: messages received from each

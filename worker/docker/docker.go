@@ -238,7 +238,7 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		// rather than start a second.
 		e.log().Info("following the running container of this attempt", "container", id, "job", job.ID)
 	} else if inspect.State != nil && inspect.State.Status == "exited" {
-		return e.outcome(id, inspect.State.ExitCode)
+		return e.outcome(id, inspect.State.ExitCode, true)
 	} else {
 		// The init, not the engine, executes the command: a program that is
 		// not there would be its exit 127, after a start. It is looked for
@@ -262,10 +262,12 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 	job.Started(worker.StartInfo{Executor: Name, Image: ref + "@" + imageID})
 
 	var res waitResult
+	stopped := false // by the worker: its SIGKILL is no OOM kill
 	select {
 	case res = <-exited:
 	case <-ctx.Done():
 		e.stop(id)
+		stopped = true
 		res = <-exited
 	}
 	if res.err != nil {
@@ -279,7 +281,7 @@ func (e *Executor) Run(ctx context.Context, job *worker.Job) (worker.Outcome, er
 		hj.Close()
 		<-copied
 	}
-	return e.outcome(id, int(res.code))
+	return e.outcome(id, int(res.code), !stopped)
 }
 
 // permanentError marks an error met before the start that is the command's
@@ -324,26 +326,31 @@ func (e *Executor) wait(ctx context.Context, id string, cond container.WaitCondi
 	return out
 }
 
-func (e *Executor) outcome(id string, code int) (worker.Outcome, error) {
+func (e *Executor) outcome(id string, code int, mayBeOOM bool) (worker.Outcome, error) {
 	out := worker.Outcome{ExitCode: code}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// The engine learns of an OOM kill from its own event, which can come
-	// after the exit, well after it on a loaded machine (CI saw more than
-	// a second): a SIGKILLed container (137) gets up to 3 s for it. Only
-	// SIGKILLed ones wait, and those are rare (OOM, a cancel past its grace).
-	for try := 0; ; try++ {
+	// after the exit, well after it on a loaded machine (CI saw more than 3
+	// s while other tests ran containers): a container SIGKILLed by
+	// something other than the worker (exit 137) gets up to oomWait for
+	// it. The worker's own stops (cancel, timeout, drain) do not wait.
+	for start := time.Now(); ; {
 		info, err := e.API.ContainerInspect(ctx, id)
 		if err == nil && info.State != nil && info.State.OOMKilled {
 			out.Reason = schema.ReasonOOMKilled
 			return out, nil
 		}
-		if err != nil || code != 128+9 || try == 30 {
+		if err != nil || code != 128+9 || !mayBeOOM || time.Since(start) > oomWait {
 			return out, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// oomWait bounds how long an unexplained SIGKILL waits for the engine to
+// say that it was the OOM killer's.
+const oomWait = 10 * time.Second
 
 // create makes the attempt's container, or finds the one a previous
 // delivery of the same attempt made.

@@ -92,7 +92,11 @@ func TestMemoryLimitReportsOOM(t *testing.T) {
 	id := e.Submit("dtest.oom", nil)
 	end := jobtest.Last(e.Follow(id))
 	if end.State != schema.StateFailed || end.Reason != schema.ReasonOOMKilled || end.Error != "killed: out of memory" {
-		t.Fatalf("ended %s, reason %q, error %q, exit %v", end.State, end.Reason, end.Error, end.ExitCode)
+		code := "none"
+		if end.ExitCode != nil {
+			code = fmt.Sprint(*end.ExitCode)
+		}
+		t.Fatalf("ended %s, reason %q, error %q, exit %s", end.State, end.Reason, end.Error, code)
 	}
 	if st := e.Status(id); st.Reason != schema.ReasonOOMKilled {
 		t.Fatalf("state reason %q", st.Reason)

@@ -56,7 +56,12 @@ func (p *Publisher) Publish(ctx context.Context, ev schema.Event) error {
 
 func (p *Publisher) publishSync(ctx context.Context, msg *nats.Msg) error {
 	for try := 1; ; try++ {
-		_, err := p.js.PublishMsg(ctx, msg)
+		// Each try waits for its own answer: a publish that reached a
+		// server as it died, or a stream without a leader, is never
+		// answered, even once there is one.
+		tryCtx, cancel := context.WithTimeout(ctx, broker.TryTimeout)
+		_, err := p.js.PublishMsg(tryCtx, msg)
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -175,13 +180,8 @@ func (a *Attempt) settleOldest() {
 	a.pendingBytes -= len(pe.msg.Data)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if pe.future != nil {
-		select {
-		case <-pe.future.Ok():
-			return
-		case <-pe.future.Err():
-		case <-ctx.Done():
-		}
+	if pe.future != nil && awaitAck(ctx, pe.future) {
+		return
 	}
 	if err := a.p.publishSync(ctx, pe.msg); err != nil {
 		a.failed = fmt.Errorf("event lost: %w", err)
@@ -213,17 +213,29 @@ func (a *Attempt) Flush(ctx context.Context) error {
 	firstErr := a.failed
 	a.mu.Unlock()
 	for _, pe := range pending {
-		if pe.future != nil {
-			select {
-			case <-pe.future.Ok():
-				continue
-			case <-pe.future.Err():
-			case <-ctx.Done():
-			}
+		if pe.future != nil && awaitAck(ctx, pe.future) {
+			continue
 		}
 		if err := a.p.publishSync(ctx, pe.msg); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return firstErr
+}
+
+// awaitAck waits for f's acknowledgement, for one try's time at most: an
+// asynchronous publish whose answer was lost (its server died, its stream
+// had no leader) is never answered, so it is published again instead, and
+// its message ID makes the repeat harmless.
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) bool {
+	t := time.NewTimer(broker.TryTimeout)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		return true
+	case <-f.Err():
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }

@@ -75,9 +75,10 @@ func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (
 	return entry.State, nil
 }
 
-// updateEnd is update for recording the end of an attempt, which must not
-// be lost to a passing failure (a broker failing over): it tries again,
-// backing off, until it succeeds, the transition is refused, or ctx ends.
+// updateEnd is update for recording the start or the end of an attempt,
+// which must not be lost to a passing failure (a broker failing over): it
+// tries again, backing off, until it succeeds, the transition is refused,
+// or ctx ends.
 func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
 	for try := 1; ; try++ {
 		// Each try waits for its own answer: a write that reached a stream
@@ -88,7 +89,7 @@ func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState
 		if err == nil || errors.Is(err, errClaimLost) || errors.Is(err, jobs.ErrContended) {
 			return st, err
 		}
-		a.log.Warn("record the end of the job; trying again", "try", try, "err", err)
+		a.log.Warn("record the job's state; trying again", "try", try, "err", err)
 		select {
 		case <-ctx.Done():
 			return st, err
@@ -212,7 +213,11 @@ func (a *attempt) starting(ctx context.Context) error {
 		return nil
 	}
 	session, number := a.w.session, a.number()
-	if _, err := a.update(ctx, func(st schema.JobState) (schema.JobState, error) {
+	// Through a failover, as the end is: a write whose answer was lost is
+	// tried again rather than awaited for the command's whole timeout.
+	ctx, cancel := context.WithTimeout(ctx, endTimeout)
+	defer cancel()
+	if _, err := a.updateEnd(ctx, func(st schema.JobState) (schema.JobState, error) {
 		return jobs.Start(st, session, number, time.Now().UTC())
 	}); err != nil {
 		return fmt.Errorf("record the start: %w", err)

@@ -134,6 +134,34 @@ func TestSinkReadiness(t *testing.T) {
 	}
 }
 
+// metricWant is a sample that /metrics must come to have: metric name
+// with every label given, whose value satisfies ok.
+type metricWant struct {
+	name   string
+	labels []string
+	ok     func(float64) bool
+}
+
+func is(n float64) func(float64) bool { return func(v float64) bool { return v == n } }
+
+// awaitMetrics reads http://addr/metrics until every want holds or timeout
+// passes, and returns the last body and the wants that did not hold.
+func awaitMetrics(t *testing.T, addr string, timeout time.Duration, wants []metricWant) (body string, missing []string) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		_, body = httpGet(t, "http://"+addr+"/metrics", "")
+		missing = missing[:0]
+		for _, w := range wants {
+			if v, found := sample(body, w.name, w.labels...); !found || !w.ok(v) {
+				missing = append(missing, fmt.Sprintf("%s%v (found %v: %v)", w.name, w.labels, found, v))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return body, missing
+		}
+	}
+}
+
 // sample finds the value of metric name with every label given (`k="v"`)
 // in a Prometheus text exposition.
 func sample(body, name string, labels ...string) (float64, bool) {
@@ -222,13 +250,7 @@ func TestDevServesEveryPartsMetricsOnOneAddress(t *testing.T) {
 		t.Fatalf("GET /v1/jobs without a token: %d", code)
 	}
 
-	type want struct {
-		name   string
-		labels []string
-		ok     func(float64) bool
-	}
-	is := func(n float64) func(float64) bool { return func(v float64) bool { return v == n } }
-	wants := []want{
+	wants := []metricWant{
 		{"winch_jobs_finished_total", []string{`command="core.echo"`, `state="succeeded"`}, is(1)},
 		{"winch_events_published_total", []string{`kind="finished"`}, is(1)},
 		{"winch_events_published_total", []string{`kind="log"`}, func(v float64) bool { return v >= 1 }},
@@ -242,20 +264,7 @@ func TestDevServesEveryPartsMetricsOnOneAddress(t *testing.T) {
 		{"winch_notifications_delivered_total", nil, is(0)}, // the notifier's, though nothing asked for a webhook
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }},
 	}
-	var body string
-	var missing []string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		_, body = httpGet(t, "http://"+metricsAddr+"/metrics", "")
-		missing = missing[:0]
-		for _, w := range wants {
-			if v, found := sample(body, w.name, w.labels...); !found || !w.ok(v) {
-				missing = append(missing, fmt.Sprintf("%s%v (found %v: %v)", w.name, w.labels, found, v))
-			}
-		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	body, missing := awaitMetrics(t, metricsAddr, 30*time.Second, wants)
 	if len(missing) > 0 {
 		t.Fatalf("/metrics of winch dev lacks %q; it has:\n%s", missing, body)
 	}

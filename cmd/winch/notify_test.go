@@ -124,28 +124,13 @@ func TestNotifierDeliversWhatEndedBeforeItStartedAndCounts(t *testing.T) {
 			t.Fatalf("/readyz of a running notifier: %d %s", code, body)
 		}
 	}
-	wants := map[string]float64{
-		"winch_notifications_delivered_total":                    2,
-		"winch_notifications_retried_total":                      1,
-		`winch_notifications_failed_total{reason="refused"}`:     1,
-		`winch_notifications_failed_total{reason="expired"}`:     0,
-		`winch_notifications_failed_total{reason="not_allowed"}`: 0,
-	}
-	var body string
-	var wrong []string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		_, body = httpGet(t, "http://"+addr+"/metrics", "")
-		wrong = wrong[:0]
-		for name, want := range wants {
-			metric, label, _ := strings.Cut(strings.TrimSuffix(name, "}"), "{")
-			if got, ok := sample(body, metric, label); !ok || got != want {
-				wrong = append(wrong, fmt.Sprintf("%s = %v (found %v), want %v", name, got, ok, want))
-			}
-		}
-		if len(wrong) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	body, wrong := awaitMetrics(t, addr, 20*time.Second, []metricWant{
+		{"winch_notifications_delivered_total", nil, is(2)},
+		{"winch_notifications_retried_total", nil, is(1)},
+		{"winch_notifications_failed_total", []string{`reason="refused"`}, is(1)},
+		{"winch_notifications_failed_total", []string{`reason="expired"`}, is(0)},
+		{"winch_notifications_failed_total", []string{`reason="not_allowed"`}, is(0)},
+	})
 	if len(wrong) > 0 {
 		t.Fatalf("%s\n/metrics:\n%s", strings.Join(wrong, "\n"), body)
 	}

@@ -75,11 +75,11 @@ func (a *attempt) update(ctx context.Context, transition func(schema.JobState) (
 	return entry.State, nil
 }
 
-// updateEnd is update for recording the start or the end of an attempt,
+// updateDurably is update for recording the start or the end of an attempt,
 // which must not be lost to a passing failure (a broker failing over): it
 // tries again, backing off, until it succeeds, the transition is refused,
 // or ctx ends.
-func (a *attempt) updateEnd(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
+func (a *attempt) updateDurably(ctx context.Context, transition func(schema.JobState) (schema.JobState, error)) (schema.JobState, error) {
 	for try := 1; ; try++ {
 		// Each try waits for its own answer: a write that reached a stream
 		// without a leader is never answered, even once there is one.
@@ -217,7 +217,7 @@ func (a *attempt) starting(ctx context.Context) error {
 	// tried again rather than awaited for the command's whole timeout.
 	ctx, cancel := context.WithTimeout(ctx, endTimeout)
 	defer cancel()
-	if _, err := a.updateEnd(ctx, func(st schema.JobState) (schema.JobState, error) {
+	if _, err := a.updateDurably(ctx, func(st schema.JobState) (schema.JobState, error) {
 		return jobs.Start(st, session, number, time.Now().UTC())
 	}); err != nil {
 		return fmt.Errorf("record the start: %w", err)
@@ -297,7 +297,7 @@ func (a *attempt) finish(e jobs.Ending) {
 	defer keepInProgress(a.d, a.w.topo.HeartbeatInterval())()
 	seq := a.events.NextSeq() // nothing is emitted after this: the outputs are closed
 	session, number := a.w.session, a.number()
-	st, err := a.updateEnd(ctx, func(cur schema.JobState) (schema.JobState, error) {
+	st, err := a.updateDurably(ctx, func(cur schema.JobState) (schema.JobState, error) {
 		return jobs.Finish(cur, session, number, e, seq, time.Now().UTC())
 	})
 	if errors.Is(err, errClaimLost) && jobs.FinishedBy(st, session, number, seq) {
@@ -339,7 +339,7 @@ func (a *attempt) release(why string) {
 	seq := a.events.NextSeq()
 	session, number := a.w.session, a.number()
 	handedBack := false
-	st, err := a.updateEnd(ctx, func(cur schema.JobState) (schema.JobState, error) {
+	st, err := a.updateDurably(ctx, func(cur schema.JobState) (schema.JobState, error) {
 		next, back, err := jobs.Release(cur, session, number, why, seq, time.Now().UTC())
 		handedBack = back
 		return next, err

@@ -258,10 +258,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.sessions.Beat(ctx, w.session, w.sessionInfo()); err != nil {
+	// A worker whose queues cannot be opened never announces a session.
+	if err := w.openLanes(ctx); err != nil {
 		return err
 	}
-	if err := w.openLanes(ctx); err != nil {
+	if err := w.sessions.Beat(ctx, w.session, w.sessionInfo()); err != nil {
+		w.closeLanes()
 		return err
 	}
 	w.doorbell, err = w.nc.Subscribe(broker.WorkerSubject(w.session), w.ring)

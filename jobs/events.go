@@ -180,7 +180,9 @@ func (a *Attempt) settleOldest() {
 	a.pendingBytes -= len(pe.msg.Data)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if pe.future != nil && awaitAck(ctx, pe.future) {
+	ack, cancelAck := context.WithTimeout(ctx, broker.TryTimeout)
+	defer cancelAck()
+	if pe.future != nil && awaitAck(ack, pe.future) {
 		return
 	}
 	if err := a.p.publishSync(ctx, pe.msg); err != nil {
@@ -212,8 +214,11 @@ func (a *Attempt) Flush(ctx context.Context) error {
 	a.pending, a.pendingBytes = nil, 0
 	firstErr := a.failed
 	a.mu.Unlock()
+	// One try's time for all the acknowledgements still out.
+	acks, cancel := context.WithTimeout(ctx, broker.TryTimeout)
+	defer cancel()
 	for _, pe := range pending {
-		if pe.future != nil && awaitAck(ctx, pe.future) {
+		if pe.future != nil && awaitAck(acks, pe.future) {
 			continue
 		}
 		if err := a.p.publishSync(ctx, pe.msg); err != nil && firstErr == nil {
@@ -223,18 +228,15 @@ func (a *Attempt) Flush(ctx context.Context) error {
 	return firstErr
 }
 
-// awaitAck waits for f's acknowledgement, for one try's time at most: an
-// asynchronous publish whose answer was lost (its server died, its stream
-// had no leader) is never answered, so it is published again instead, and
-// its message ID makes the repeat harmless.
+// awaitAck waits for f's acknowledgement until ctx ends, which callers
+// bound to one try's time: an asynchronous publish whose answer was lost
+// (its server died, its stream had no leader) is never answered, so it is
+// published again instead, and its message ID makes the repeat harmless.
 func awaitAck(ctx context.Context, f jetstream.PubAckFuture) bool {
-	t := time.NewTimer(broker.TryTimeout)
-	defer t.Stop()
 	select {
 	case <-f.Ok():
 		return true
 	case <-f.Err():
-	case <-t.C:
 	case <-ctx.Done():
 	}
 	return false
